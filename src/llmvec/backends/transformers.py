@@ -1,0 +1,181 @@
+"""Hugging Face transformers backend: the base model (no LM head), run up to one layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+)
+
+from llmvec.models import fingerprint, resolve_model
+
+logger = logging.getLogger(__name__)
+
+QUANTIZATION_MODES = ("4bit", "8bit")
+
+
+class _StopForward(Exception):
+    """Raised from a forward pre-hook once the requested layer's input has been captured."""
+
+
+def default_device() -> torch.device:
+    """cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """``auto`` is float32 on CPU and bfloat16 (float16 where unsupported) on accelerators."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(
+            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype"
+        )
+    return resolved
+
+
+def quantization_config(mode: str | None) -> Any:
+    """A ``BitsAndBytesConfig`` for ``4bit`` / ``8bit``; ``None`` for no quantization."""
+    if mode is None:
+        return None
+    if mode not in QUANTIZATION_MODES:
+        raise ValueError(f"unknown quantization {mode!r}; allowed: {list(QUANTIZATION_MODES)} or None")
+    from transformers import BitsAndBytesConfig
+
+    if mode == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _layer_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
+    """The model's stack of transformer blocks: the ModuleList with one entry per layer."""
+    candidates = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers
+    ]
+    if not candidates:
+        raise ValueError(f"cannot find the {num_layers} transformer layers of {type(model).__name__}")
+    return candidates[0]
+
+
+def is_decoder_config(model_type: str) -> bool:
+    """True for decoder-only (causal) architectures, False for BERT-style encoders."""
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
+
+
+class TransformersBackend:
+    """Loads ``AutoModel`` (the base model, never the LM head) from a hub id, folder or GGUF file.
+
+    Extra keyword arguments (``attn_implementation``, ``quantization_config``, ``revision``, ...)
+    and ``model_kwargs`` go to ``from_pretrained``. ``trust_remote_code`` stays off unless given.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "auto",
+        quantization: str | None = None,
+        trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        **from_pretrained_kwargs: Any,
+    ) -> None:
+        location = resolve_model(model)
+        self.device = torch.device(device) if device is not None else default_device()
+        kwargs: dict[str, Any] = {**(model_kwargs or {}), **from_pretrained_kwargs}
+        if "torch_dtype" in kwargs:
+            dtype = kwargs.pop("torch_dtype")
+        dtype = kwargs.pop("dtype", dtype)
+        self.dtype = resolve_dtype(dtype, self.device)
+        bnb_config = quantization_config(quantization)
+        if bnb_config is not None:
+            kwargs["quantization_config"] = bnb_config
+        if location.gguf_file is not None:
+            kwargs["gguf_file"] = location.gguf_file
+        revision = kwargs.get("revision")
+        tokenizer_kwargs = {
+            key: kwargs[key] for key in ("gguf_file", "revision", "token") if key in kwargs
+        }
+        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+            location.name_or_path, trust_remote_code=trust_remote_code, **tokenizer_kwargs
+        )
+        if not self.tokenizer.is_fast:
+            raise ValueError(
+                f"{model!r} has no fast tokenizer; llmvec needs character offsets to keep "
+                "instructions out of pooling"
+            )
+        loaded = AutoModel.from_pretrained(
+            location.name_or_path, dtype=self.dtype, trust_remote_code=trust_remote_code, **kwargs
+        )
+        self.model: PreTrainedModel = loaded
+        if bnb_config is None and "device_map" not in kwargs:
+            self.model.to(self.device)
+        self.model.eval()
+        self.model.requires_grad_(False)
+        config = self.model.config
+        self.num_layers: int = int(config.num_hidden_layers)
+        self.hidden_size: int = int(config.hidden_size)
+        self.is_decoder: bool = is_decoder_config(config.model_type)
+        self.layers = _layer_list(self.model, self.num_layers)
+        commit = getattr(config, "_commit_hash", None)
+        self.model_revision = fingerprint(location, revision or commit)
+        logger.debug(
+            "loaded %s (%s, %d layers, hidden %d, %s) on %s",
+            model, config.model_type, self.num_layers, self.hidden_size, self.dtype, self.device,
+        )
+
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
+    ) -> torch.Tensor:
+        """States after ``layer``; a forward pre-hook on the next block stops the forward there."""
+        # Position ids follow the attention mask, so left and right padding give the same states.
+        position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "use_cache": False,
+        }
+        if layer >= self.num_layers:
+            output = self.model(**inputs)
+            return output.last_hidden_state  # type: ignore[no-any-return]
+        captured: list[torch.Tensor] = []
+
+        def capture(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured.append(args[0] if args else kwargs["hidden_states"])
+            raise _StopForward
+
+        handle = self.layers[layer].register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            self.model(**inputs)
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        return captured[0]

