@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from llmvec import Encoder  # noqa: E402
-from llmvec.testing import TINY_ARCHITECTURES, build_tiny_model  # noqa: E402
+from llmvec import Encoder
+from llmvec.testing import TINY_ARCHITECTURES, build_tiny_model
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -70,9 +69,7 @@ def as_text_list(texts: str | Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         return [texts]
     if texts is None or not isinstance(texts, Sequence):
-        raise TypeError(
-            f"texts must be a string or a list of strings, got {type(texts).__name__}"
-        )
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(
@@ -166,8 +163,10 @@ class Encoder:
         if truncate_dim is not None:
             _check_positive("truncate_dim", truncate_dim)
         resolve_instruction_format(instruction_format)
-        for name, instruction in (("query_instruction", query_instruction),
-                                  ("document_instruction", document_instruction)):
+        for name, instruction in (
+            ("query_instruction", query_instruction),
+            ("document_instruction", document_instruction),
+        ):
             if instruction is not None and not isinstance(instruction, str):
                 raise TypeError(f"{name} must be a string or None, got {instruction!r}")
         self.model_name = model
@@ -227,6 +226,29 @@ class Encoder:
             dim=self.dim,
             truncate_dim=self.truncate_dim,
             extra=extra,
+        )
+
+    @classmethod
+    def from_spec(cls, spec: EmbeddingSpec, **kwargs: Any) -> Encoder:
+        """An encoder that produces vectors of ``spec`` (as stored with an index); ``kwargs``
+        (device, dtype, batch_size...) set what does not change the vectors."""
+        extra = dict(spec.extra)
+        add_bos = {"true": True, "false": False}.get(extra.get("add_bos", ""))
+        return cls(
+            spec.model,
+            backend=spec.backend,
+            pooling=spec.pooling,
+            template=spec.template,
+            layer=spec.layer,
+            bidirectional=spec.bidirectional,
+            query_instruction=spec.query_instruction,
+            document_instruction=spec.document_instruction,
+            instruction_format=spec.instruction_format,
+            max_length=spec.max_length,
+            normalize=spec.normalize,
+            truncate_dim=spec.truncate_dim,
+            add_bos=add_bos,
+            **kwargs,
         )
 
     def __repr__(self) -> str:
@@ -299,9 +321,7 @@ class Encoder:
             append_eos=recipe.pooling == "eos_token",
         )
 
-    def _recipe_for(
-        self, pooling: str | None, template: str | None, layer: int | None
-    ) -> Recipe:
+    def _recipe_for(self, pooling: str | None, template: str | None, layer: int | None) -> Recipe:
         if pooling is None and template is None and layer is None:
             return self.recipe
         # Per-call values win; otherwise the template decides what the encoder left to defaults.
@@ -331,9 +351,12 @@ class Encoder:
         if show_progress is None:
             show_progress = sys.stderr.isatty() and len(texts) > batch_size
         output = torch.empty((len(texts), self.dim), dtype=torch.float32)
-        with torch.inference_mode(), tqdm(
-            total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
-        ) as progress:
+        with (
+            torch.inference_mode(),
+            tqdm(
+                total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
+            ) as progress,
+        ):
             for positions in batches:
                 pooled = self._encode_batch([tokenized[i] for i in positions], recipe)
                 if self.truncate_dim is not None:
@@ -372,4 +395,3 @@ class Encoder:
 def _check_positive(name: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-

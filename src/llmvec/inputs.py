@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from llmvec.templates import Wrapper
+from llmvec.templates import NO_TEMPLATE, Wrapper
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class InputBuilder:
     Args:
         tokenizer: a fast tokenizer (offsets are needed).
         max_length: total token budget per input, special tokens included.
-        bos_token_id: prepended when ``add_bos``; ``None`` when the model has none.
-        add_bos: ``None`` keeps the tokenizer's own convention (probed), ``True``/``False`` force it.
+        add_bos: ``None`` keeps the tokenizer's own convention (probed); ``True``/``False``
+            force it.
         pool_prefix_specials: whether the leading special tokens (BERT's CLS) may be pooled.
             Decoder models say no: their BOS state is an attention sink, the same for every input.
     """
@@ -84,7 +84,9 @@ class InputBuilder:
         pad = tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
 
-    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    def _tokenize(
+        self, texts: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
@@ -95,7 +97,7 @@ class InputBuilder:
         texts: Sequence[str],
         *,
         prefix: str = "",
-        template: Wrapper = Wrapper("", ""),
+        template: Wrapper = NO_TEMPLATE,
         append_eos: bool = False,
     ) -> list[TokenizedText]:
         """Tokenize ``prefix + template(text)`` for each text.
@@ -121,7 +123,7 @@ class InputBuilder:
             )
         ids, offsets = self._tokenize([prefix + template.apply(text) for text in texts])
         results = []
-        for text, text_ids, text_offsets in zip(texts, ids, offsets):
+        for text, text_ids, text_offsets in zip(texts, ids, offsets, strict=True):
             if len(text_ids) > budget:
                 text, text_ids, text_offsets = self._truncate(text, prefix, template, budget)
             # A token belongs to the instruction when it ends inside the instruction's characters;

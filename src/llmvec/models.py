@@ -22,7 +22,7 @@ DEFAULT_MODEL = "smollm2"
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """A resolved model: a directory or hub id for ``from_pretrained``, plus an optional GGUF file."""
+    """A resolved model: a folder or hub id for ``from_pretrained``, and maybe a GGUF file."""
 
     name_or_path: str
     gguf_file: str | None = None

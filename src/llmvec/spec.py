@@ -1,4 +1,4 @@
-"""EmbeddingSpec: everything that determines a vector, so stored vectors and queries can be matched."""
+"""EmbeddingSpec: everything that determines a vector, so stored vectors and queries can match."""
 
 from __future__ import annotations
 
@@ -56,12 +56,16 @@ class EmbeddingSpec:
         data = dict(data)
         version = data.pop("spec_version", SPEC_VERSION)
         if version != SPEC_VERSION:
-            raise ValueError(f"unsupported EmbeddingSpec version {version!r}; this llmvec reads "
-                             f"version {SPEC_VERSION}")
+            raise ValueError(
+                f"unsupported EmbeddingSpec version {version!r}; this llmvec reads "
+                f"version {SPEC_VERSION}"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown EmbeddingSpec fields {unknown}; known fields: {sorted(names)}")
+            raise ValueError(
+                f"unknown EmbeddingSpec fields {unknown}; known fields: {sorted(names)}"
+            )
         if data.get("calibration") is not None:
             low, high = data["calibration"]
             data["calibration"] = (tuple(float(v) for v in low), tuple(float(v) for v in high))

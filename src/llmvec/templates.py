@@ -50,6 +50,9 @@ class Wrapper:
         return f"{self.prefix}{TEXT_SLOT}{self.suffix}"
 
 
+NO_TEMPLATE = Wrapper("", "")
+
+
 def _split_on_text_slot(template: str, what: str) -> Wrapper:
     count = template.count(TEXT_SLOT)
     if count != 1:
@@ -93,7 +96,7 @@ def template_wrapper(template: str | None) -> Wrapper:
     """The prefix/suffix pair of a resolved template (empty for no template)."""
     resolved = resolve_template(template)
     if resolved is None:
-        return Wrapper("", "")
+        return NO_TEMPLATE
     return _split_on_text_slot(resolved, "template")
 
 

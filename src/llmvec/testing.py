@@ -11,10 +11,18 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
-TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma")
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gpt2")
 
-# Tokenizer conventions of each family: Llama, Mistral and Gemma prepend BOS, Qwen does not.
-_ADDS_BOS = {"llama": True, "mistral": True, "qwen2": False, "qwen3": False, "gemma": True}
+# Tokenizer conventions of each family: Llama, Mistral and Gemma prepend BOS; Qwen and GPT-2
+# do not. GPT-2 has learned absolute positions, so it catches position-id mistakes RoPE hides.
+_ADDS_BOS = {
+    "llama": True,
+    "mistral": True,
+    "qwen2": False,
+    "qwen3": False,
+    "gemma": True,
+    "gpt2": False,
+}
 
 _CORPUS = [
     "A man is playing a guitar. A woman is slicing an onion. The cat sat on the mat.",

@@ -46,7 +46,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     resolved = getattr(torch, str(dtype), None)
     if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise ValueError(
-            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16', 'float16' or a torch.dtype"
+            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16', 'float16' or a "
+            "torch.dtype"
         )
     return resolved
 
@@ -56,7 +57,9 @@ def quantization_config(mode: str | None) -> Any:
     if mode is None:
         return None
     if mode not in QUANTIZATION_MODES:
-        raise ValueError(f"unknown quantization {mode!r}; allowed: {list(QUANTIZATION_MODES)} or None")
+        raise ValueError(
+            f"unknown quantization {mode!r}; allowed: {list(QUANTIZATION_MODES)} or None"
+        )
     from transformers import BitsAndBytesConfig
 
     if mode == "4bit":
@@ -74,7 +77,9 @@ def _layer_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
         if isinstance(module, nn.ModuleList) and len(module) == num_layers
     ]
     if not candidates:
-        raise ValueError(f"cannot find the {num_layers} transformer layers of {type(model).__name__}")
+        raise ValueError(
+            f"cannot find the {num_layers} transformer layers of {type(model).__name__}"
+        )
     return candidates[0]
 
 
@@ -147,7 +152,12 @@ class TransformersBackend:
         self.model_revision = fingerprint(location, revision or commit)
         logger.debug(
             "loaded %s (%s, %d layers, hidden %d, %s) on %s",
-            model, config.model_type, self.num_layers, self.hidden_size, self.dtype, self.device,
+            model,
+            config.model_type,
+            self.num_layers,
+            self.hidden_size,
+            self.dtype,
+            self.device,
         )
 
     def hidden_states(

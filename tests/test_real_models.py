@@ -1,0 +1,83 @@
+"""Real packaged models, offline: SmolLM2-135M (GGUF) and all-MiniLM-L6-v2."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from llmvec import Encoder
+from llmvec.models import resolve_model
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "A woman is slicing an onion on a cutting board.",
+    "The stock market fell sharply on Monday.",
+    "Two dogs run through the snow.",
+    "Hi",
+]
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def test_runs_offline() -> None:
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_smollm2_loads_from_gguf_and_encodes(smollm2: Encoder) -> None:
+    location = resolve_model("smollm2")
+    assert location.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert type(smollm2.backend.model).__name__ == "LlamaModel"  # type: ignore[attr-defined]
+    vectors = smollm2.encode(SENTENCES)
+    assert vectors.shape == (5, 576) and np.isfinite(vectors).all()
+    similarity = vectors @ vectors.T
+    # Related sentences are closer than unrelated ones.
+    assert similarity[0, 1] > similarity[0, 2] or similarity[0, 3] > similarity[0, 2]
+
+
+@pytest.mark.parametrize(("template", "layer"), [("prompteol", -1), ("pcoteol", -2), ("ke", -2)])
+def test_smollm2_templates_match_plain_paper_recipe(
+    smollm2: Encoder, template: str, layer: int
+) -> None:
+    """The paper recipe written out plainly: exact string, tokenizer defaults, left padding,
+    all hidden states, the paper's layer, last token."""
+    from llmvec.templates import TEMPLATES
+
+    tokenizer = smollm2.backend.tokenizer
+    prompts = [TEMPLATES[template].replace("{text}", s) for s in SENTENCES]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    tokenizer.padding_side = "right"
+    positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = smollm2.backend.model(  # type: ignore[attr-defined]
+            **batch, position_ids=positions, output_hidden_states=True
+        )
+    reference = out.hidden_states[layer][:, -1].numpy()
+    got = smollm2.encode(SENTENCES, prompt_template=template)
+    assert _cosines(got, reference).min() > 0.9999
+
+
+def test_minilm_matches_sentence_transformers(minilm: Encoder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    location = resolve_model("all-minilm-l6-v2")
+    model = SentenceTransformer(location.name_or_path, device="cpu")
+    expected = model.encode(SENTENCES, normalize_embeddings=True)
+    got = minilm.encode(SENTENCES)
+    assert got.shape == (5, 384)
+    assert _cosines(got, expected).min() > 0.9999
+
+
+def test_minilm_is_an_encoder_model(minilm: Encoder) -> None:
+    assert minilm.backend.is_decoder is False
+    (item,) = minilm.tokenize("hello")
+    tokenizer = minilm.backend.tokenizer
+    assert item.ids[0] == tokenizer.cls_token_id and item.ids[-1] == tokenizer.sep_token_id
+    assert item.pool_start == 0  # BERT-style models pool CLS and SEP, as they were trained
