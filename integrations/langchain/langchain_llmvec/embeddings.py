@@ -1,0 +1,91 @@
+"""``LLMVecEmbeddings``: LangChain's ``Embeddings`` interface over an :class:`llmvec.Encoder`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+from llmvec import EmbeddingSpec, Encoder
+
+logger = logging.getLogger(__name__)
+
+
+class LLMVecEmbeddings(Embeddings):
+    """LangChain embeddings from any decoder-only LLM, through an :class:`llmvec.Encoder`.
+
+    Build it from an existing encoder, or from the encoder's own keyword arguments::
+
+        from langchain_llmvec import LLMVecEmbeddings
+
+        embeddings = LLMVecEmbeddings(
+            model="smollm2",
+            template="prompteol",
+            query_instruction="Given a question, retrieve passages that answer it",
+            truncate_dim=256,
+        )
+        vectors = embeddings.embed_documents(["Paris is the capital of France."])
+        query = embeddings.embed_query("What is the capital of France?")
+
+    ``embed_documents`` always encodes with the document side of the encoder and
+    ``embed_query`` with the query side (its instruction), so the two cannot be swapped.
+    Vectors are plain lists of Python floats. The async methods (``aembed_documents``,
+    ``aembed_query``) are LangChain's defaults, which run these methods in an executor
+    thread, off the event loop; a lock serialises calls into the encoder, so concurrent
+    calls are safe and give the same vectors as sequential ones.
+
+    Args:
+        encoder: an :class:`llmvec.Encoder` to use as it is.
+        **encoder_kwargs: otherwise, the arguments of :class:`llmvec.Encoder` (``model``,
+            ``pooling``, ``template``, ``layer``, ``query_instruction``,
+            ``document_instruction``, ``instruction_format``, ``truncate_dim``,
+            ``batch_size``, ``device``, ``dtype``...).
+    """
+
+    def __init__(self, encoder: Encoder | None = None, **encoder_kwargs: Any) -> None:
+        if encoder is None:
+            encoder = Encoder(**encoder_kwargs)
+        elif not isinstance(encoder, Encoder):
+            raise TypeError(
+                f"encoder must be an llmvec.Encoder, got {type(encoder).__name__} ({encoder!r}); "
+                "to load a model by name pass it as model=..."
+            )
+        elif encoder_kwargs:
+            raise ValueError(
+                f"pass either an encoder or encoder arguments, not both (got encoder={encoder!r} "
+                f"and {sorted(encoder_kwargs)})"
+            )
+        self.encoder = encoder
+        self._lock = threading.Lock()
+
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """The :class:`llmvec.EmbeddingSpec` of the vectors (store it with the index)."""
+        return self.encoder.spec
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.encoder!r})"
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed documents with the encoder's document side; ``[]`` gives ``[]``."""
+        if isinstance(texts, str) or not isinstance(texts, Sequence):
+            raise TypeError(
+                f"texts must be a list of strings, got {type(texts).__name__} ({texts!r})"
+            )
+        logger.debug("embedding %d documents", len(texts))
+        with self._lock:
+            vectors = self.encoder.encode_documents(texts)
+        rows: list[list[float]] = vectors.tolist()
+        return rows
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query with the encoder's query side (its query instruction)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__} ({text!r})")
+        with self._lock:
+            vectors = self.encoder.encode_queries([text])
+        row: list[float] = vectors[0].tolist()
+        return row
