@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from llmvec import pooling as pooling_functions
 from llmvec.backends import Backend, load_backend
+from llmvec.backends.base import PrefixCachingBackend, PrefixState
 from llmvec.inputs import InputBuilder, TokenizedText
 from llmvec.models import DEFAULT_MODEL
 from llmvec.spec import EmbeddingSpec
@@ -27,6 +28,11 @@ from llmvec.templates import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: Shared prefixes shorter than this are not worth a cache.
+MIN_CACHED_PREFIX = 4
+#: Prefix states kept per encoder (one per instruction / template / layer in use).
+MAX_CACHED_PREFIXES = 16
 
 ConvertTo = Literal["numpy", "torch"]
 CONVERT_TO = ("numpy", "torch")
@@ -125,6 +131,8 @@ class Encoder:
         batch_size / max_tokens_per_batch: batching limits; inputs are sorted by length.
         padding_side: ``right`` or ``left``; vectors do not depend on it.
         add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
+        prefix_caching: run the part every input shares (BOS, instruction, template preamble)
+            once and reuse its key/value cache; causal models only, same vectors.
         **backend_kwargs: passed to the backend (for transformers: ``attn_implementation``,
             ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...).
     """
@@ -150,6 +158,7 @@ class Encoder:
         max_tokens_per_batch: int | None = None,
         padding_side: Literal["right", "left"] = "right",
         add_bos: bool | None = None,
+        prefix_caching: bool = True,
         **backend_kwargs: Any,
     ) -> None:
         if bidirectional:
@@ -190,6 +199,8 @@ class Encoder:
         self.max_tokens_per_batch = max_tokens_per_batch
         self.padding_side = padding_side
         self.add_bos = add_bos
+        self.prefix_caching = prefix_caching
+        self._prefix_states: dict[tuple[tuple[int, ...], int], PrefixState] = {}
         self.inputs = InputBuilder(
             self.backend.tokenizer,
             max_length=max_length,
@@ -357,8 +368,9 @@ class Encoder:
                 total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
             ) as progress,
         ):
+            shared = self._shared_prefix(tokenized, recipe, prefix)
             for positions in batches:
-                pooled = self._encode_batch([tokenized[i] for i in positions], recipe)
+                pooled = self._encode_batch([tokenized[i] for i in positions], recipe, shared)
                 if self.truncate_dim is not None:
                     pooled = pooled[:, : self.truncate_dim]
                 if normalize:
@@ -367,9 +379,54 @@ class Encoder:
                 progress.update(len(positions))
         return output
 
-    def _encode_batch(self, batch: list[TokenizedText], recipe: Recipe) -> torch.Tensor:
-        input_ids, attention_mask, pool_mask = self._pad(batch)
-        hidden = self.backend.hidden_states(input_ids, attention_mask, recipe.layer)
+    def _shared_prefix(
+        self, tokenized: list[TokenizedText], recipe: Recipe, prefix: str
+    ) -> PrefixState | None:
+        """The cached state of the tokens every input starts with (BOS, instruction, template
+        preamble), or ``None`` where a cache cannot hold or would not help."""
+        backend = self.backend
+        if not self.prefix_caching:
+            return None
+        causal = backend.is_decoder and not self.bidirectional
+        if not causal or not isinstance(backend, PrefixCachingBackend):
+            logger.debug("prefix caching off: it needs a causal backend that supports it")
+            return None
+        if recipe.layer == 0:
+            return None
+        head = self.inputs.head_ids(prefix, template_wrapper(recipe.template))
+        # Every input keeps at least one token of its own; the head can merge with the text at
+        # its last token, so only the part all inputs share exactly is cached.
+        length = min(len(head), *(len(item.ids) - 1 for item in tokenized))
+        for item in tokenized:
+            while length and item.ids[:length] != head[:length]:
+                length -= 1
+        if length < MIN_CACHED_PREFIX:
+            return None
+        key = (tuple(head[:length]), recipe.layer)
+        state = self._prefix_states.get(key)
+        if state is None:
+            state = backend.prefix_state(head[:length], recipe.layer)
+            if len(self._prefix_states) >= MAX_CACHED_PREFIXES:
+                self._prefix_states.pop(next(iter(self._prefix_states)))
+            self._prefix_states[key] = state
+            logger.debug("cached a shared prefix of %d tokens at layer %d", length, recipe.layer)
+        return state
+
+    def _encode_batch(
+        self, batch: list[TokenizedText], recipe: Recipe, shared: PrefixState | None
+    ) -> torch.Tensor:
+        skip = 0 if shared is None else len(shared.ids)
+        input_ids, attention_mask, pool_mask = self._pad(batch, skip)
+        new_ids = input_ids[:, skip:]
+        if shared is None:
+            hidden = self.backend.hidden_states(new_ids, attention_mask[:, skip:], recipe.layer)
+        else:
+            assert isinstance(self.backend, PrefixCachingBackend)
+            hidden = self.backend.hidden_states(
+                new_ids, attention_mask[:, skip:], recipe.layer, prefix=shared
+            )
+            prefix_hidden = shared.hidden.to(hidden.dtype).expand(len(batch), -1, -1)
+            hidden = torch.cat([prefix_hidden, hidden], dim=1)
         if recipe.pooling == "eos_token":
             assert self.inputs.eos_token_id is not None
             return pooling_functions.eos_token(
@@ -377,17 +434,23 @@ class Encoder:
             )
         return pooling_functions.SIMPLE_POOLERS[recipe.pooling](hidden, pool_mask)
 
-    def _pad(self, batch: list[TokenizedText]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pad(
+        self, batch: list[TokenizedText], skip: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pad to one width. The first ``skip`` tokens (a shared prefix) stay in front of any
+        left padding, so the tensors read ``[prefix | padding | rest]``."""
         width = max(len(t.ids) for t in batch)
         input_ids = torch.full((len(batch), width), self.inputs.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         pool_mask = torch.zeros((len(batch), width), dtype=torch.bool)
         for row, item in enumerate(batch):
             offset = width - len(item.ids) if self.padding_side == "left" else 0
-            end = offset + len(item.ids)
-            input_ids[row, offset:end] = torch.tensor(item.ids)
-            attention_mask[row, offset:end] = 1
-            pool_mask[row, offset + item.pool_start : end] = True
+            # Column of each token: the shared prefix at the start, the rest after the padding.
+            columns = torch.arange(len(item.ids))
+            columns[skip:] += offset
+            input_ids[row, columns] = torch.tensor(item.ids)
+            attention_mask[row, columns] = 1
+            pool_mask[row, columns[item.pool_start :]] = True
         device = self.backend.device
         return input_ids.to(device), attention_mask.to(device), pool_mask.to(device)
 

@@ -136,6 +136,11 @@ class InputBuilder:
             results.append(TokenizedText(body, min(skipped + pool_start, len(body) - 1)))
         return results
 
+    def head_ids(self, prefix: str, template: Wrapper) -> list[int]:
+        """Ids of what comes before every text: leading specials, instruction, template start."""
+        head = prefix + template.prefix
+        return self.prefix_ids + (self._tokenize([head])[0][0] if head else [])
+
     def _truncate(
         self, text: str, prefix: str, template: Wrapper, budget: int
     ) -> tuple[str, list[int], list[tuple[int, int]]]:

@@ -7,12 +7,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    DynamicCache,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from llmvec.backends.base import PrefixState
 from llmvec.models import fingerprint, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -161,20 +168,66 @@ class TransformersBackend:
         )
 
     def hidden_states(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        layer: int,
+        prefix: PrefixState | None = None,
     ) -> torch.Tensor:
-        """States after ``layer``; a forward pre-hook on the next block stops the forward there."""
+        """States after ``layer`` for the tokens of ``input_ids``.
+
+        With ``prefix``, the inputs continue a cached shared prefix: its keys and values are
+        reused, ``attention_mask`` covers only the new tokens, and only their states return.
+        """
+        batch = input_ids.shape[0]
+        cache = None
+        full_mask = attention_mask
+        if prefix is not None:
+            cache = DynamicCache(
+                ddp_cache_data=[
+                    (keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1))
+                    for keys, values in prefix.keys_values
+                ],
+                config=self.model.config,
+            )
+            ones = attention_mask.new_ones((batch, len(prefix.ids)))
+            full_mask = torch.cat([ones, attention_mask], dim=1)
         # Position ids follow the attention mask, so left and right padding give the same states.
-        position_ids = (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "position_ids": position_ids,
-            "use_cache": False,
-        }
+        position_ids = (full_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        states, _ = self._run(
+            input_ids=input_ids,
+            attention_mask=full_mask,
+            position_ids=position_ids[:, full_mask.shape[1] - input_ids.shape[1] :],
+            past_key_values=cache,
+            use_cache=cache is not None,
+            layer=layer,
+        )
+        return states
+
+    def prefix_state(self, ids: list[int], layer: int) -> PrefixState:
+        """Run a shared prefix once and keep its keys/values (for the layers before ``layer``)
+        and its states at ``layer``."""
+        input_ids = torch.tensor([ids], device=self.device)
+        cache = DynamicCache(config=self.model.config)
+        states, cache = self._run(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            position_ids=torch.arange(len(ids), device=self.device)[None],
+            past_key_values=cache,
+            use_cache=True,
+            layer=layer,
+        )
+        keys_values = [
+            (cached.keys, cached.values)
+            for cached in cache.layers[: min(layer, self.num_layers)]  # type: ignore[union-attr]
+        ]
+        return PrefixState(tuple(ids), layer, keys_values, states[0])
+
+    def _run(self, layer: int, **inputs: Any) -> tuple[torch.Tensor, Any]:
+        """Forward up to ``layer``: a pre-hook on the next block captures its input and stops."""
         if layer >= self.num_layers:
             output = self.model(**inputs)
-            return output.last_hidden_state  # type: ignore[no-any-return]
+            return output.last_hidden_state, output.past_key_values
         captured: list[torch.Tensor] = []
 
         def capture(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -188,4 +241,4 @@ class TransformersBackend:
             pass
         finally:
             handle.remove()
-        return captured[0]
+        return captured[0], inputs.get("past_key_values")

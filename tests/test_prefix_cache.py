@@ -1,0 +1,72 @@
+"""Shared-prefix caching gives the same vectors as running every token, and is used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmvec import Encoder
+from llmvec.pooling import POOLING_METHODS
+from llmvec.testing import TINY_ARCHITECTURES
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "Paris",
+    "",
+    "The essence of a sentence is often captured by its main subjects and actions while",
+    '"quoted" text right after the template quote',
+]
+INSTRUCTION = "Given a question, retrieve passages that answer the question"
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.sum(a * b, axis=1).min())
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize(
+    ("template", "instruction"), [("ke", None), ("prompteol", INSTRUCTION), (None, INSTRUCTION)]
+)
+def test_cached_prefix_gives_the_same_vectors(
+    tiny_models: dict[str, Path],
+    arch: str,
+    side: str,
+    template: str | None,
+    instruction: str | None,
+) -> None:
+    path = str(tiny_models[arch])
+    cached = Encoder(path, padding_side=side, template=template, query_instruction=instruction)
+    plain = Encoder(
+        path,
+        padding_side=side,
+        template=template,
+        query_instruction=instruction,
+        prefix_caching=False,
+    )
+    for method in POOLING_METHODS:
+        for layer in (1, -1):
+            kwargs = {"pooling_method": method, "layer_index": layer, "batch_size": 2}
+            got = cached.encode_queries(TEXTS, **kwargs)
+            expected = plain.encode_queries(TEXTS, **kwargs)
+            assert _min_cosine(got, expected) > 0.9999, (method, layer)
+    assert cached._prefix_states, "the shared prefix was never cached"
+    assert not plain._prefix_states
+
+
+def test_cache_is_reused_per_instruction(tiny_llama: Path) -> None:
+    encoder = Encoder(str(tiny_llama), template="ke")
+    encoder.encode(TEXTS)
+    encoder.encode(["another batch of text"])
+    assert len(encoder._prefix_states) == 1
+    encoder.encode_queries(["q"], instruction=INSTRUCTION)
+    assert len(encoder._prefix_states) == 2
+
+
+def test_no_cache_for_encoder_models(minilm: Encoder) -> None:
+    minilm.encode(["hello world", "another"], prompt_template="prompteol")
+    assert not minilm._prefix_states
