@@ -2,14 +2,24 @@
 
 ``build_tiny_model(arch, path)`` writes a loadable model folder (config, random weights, a fast
 tokenizer trained on a few sentences) that :class:`llmvec.Encoder` opens like any checkpoint.
+``record_forward_passes(encoder)`` logs the forward passes an encoder makes.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from llmvec.encoder import Encoder
 
 TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gpt2")
 
@@ -87,3 +97,49 @@ def build_tiny_model(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@dataclass
+class ForwardLog:
+    """What :func:`record_forward_passes` saw: the batch size of each forward pass, and the most
+    passes that ran at the same time."""
+
+    batch_sizes: list[int] = field(default_factory=list)
+    max_concurrent: int = 0
+
+
+@contextmanager
+def record_forward_passes(encoder: Encoder, hold_s: float = 0.01) -> Iterator[ForwardLog]:
+    """Log every forward pass ``encoder`` makes inside the block (the passes run as usual).
+
+    Each pass is held ``hold_s`` seconds longer so that passes which could overlap do overlap,
+    which makes ``max_concurrent`` show whether callers serialise their calls.
+    """
+    log = ForwardLog()
+    backend = encoder.backend
+    forward = backend.hidden_states
+    wrapped_already = "hidden_states" in vars(backend)  # an outer recorder's wrapper
+    guard = threading.Lock()
+    running = 0
+
+    def recorded(input_ids: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal running
+        with guard:
+            running += 1
+            log.batch_sizes.append(len(input_ids))
+            log.max_concurrent = max(log.max_concurrent, running)
+        try:
+            time.sleep(hold_s)
+            return forward(input_ids, *args, **kwargs)
+        finally:
+            with guard:
+                running -= 1
+
+    backend.hidden_states = recorded  # type: ignore[method-assign]
+    try:
+        yield log
+    finally:
+        if wrapped_already:
+            backend.hidden_states = forward  # type: ignore[method-assign]
+        else:
+            del backend.hidden_states  # type: ignore[method-assign]

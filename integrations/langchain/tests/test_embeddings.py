@@ -9,6 +9,7 @@ import pytest
 from langchain_llmvec import LLMVecEmbeddings
 
 from llmvec import Encoder
+from llmvec.testing import record_forward_passes
 
 INSTRUCTION = "Given a question, retrieve passages that answer it"
 TEXTS = ["The cat sat on the mat.", "Stock markets fell on Monday.", "Paris is in France."]
@@ -86,15 +87,20 @@ def test_model_name_in_place_of_encoder_is_explained() -> None:
         LLMVecEmbeddings("smollm2")  # type: ignore[arg-type]
 
 
-async def test_concurrent_async_calls_match_sequential(minilm: Encoder) -> None:
+async def test_concurrent_async_calls_are_serialised_and_match_sequential(
+    minilm: Encoder,
+) -> None:
     embeddings = LLMVecEmbeddings(minilm)
     documents = [f"{text} ({i})" for i in range(8) for text in TEXTS]
     expected_documents = embeddings.embed_documents(documents)
     expected_queries = [embeddings.embed_query(text) for text in TEXTS]
-    results = await asyncio.gather(
-        *(embeddings.aembed_documents(documents) for _ in range(4)),
-        *(embeddings.aembed_query(text) for text in TEXTS),
-    )
+    with record_forward_passes(minilm) as log:
+        results = await asyncio.gather(
+            *(embeddings.aembed_documents(documents) for _ in range(4)),
+            *(embeddings.aembed_query(text) for text in TEXTS),
+        )
+    assert len(log.batch_sizes) == 4 + len(TEXTS)
+    assert log.max_concurrent == 1
     for got in results[:4]:
         np.testing.assert_allclose(got, expected_documents, atol=1e-5)
     np.testing.assert_allclose(results[4:], expected_queries, atol=1e-5)

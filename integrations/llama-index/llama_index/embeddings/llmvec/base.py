@@ -1,0 +1,184 @@
+"""``LLMVecEmbedding``: LlamaIndex's ``BaseEmbedding`` over an :class:`llmvec.Encoder`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.embeddings.base import (
+    DEFAULT_EMBED_BATCH_SIZE,
+    BaseEmbedding,
+    Embedding,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+
+from llmvec import EmbeddingSpec, Encoder
+from llmvec.encoder import as_text_list
+
+logger = logging.getLogger(__name__)
+
+
+class LLMVecEmbedding(BaseEmbedding):
+    """LlamaIndex embeddings from any decoder-only LLM, through an :class:`llmvec.Encoder`.
+
+    Build it from an existing encoder, or from a model name and the encoder's keyword
+    arguments::
+
+        from llama_index.embeddings.llmvec import LLMVecEmbedding
+
+        embed_model = LLMVecEmbedding(
+            model_name="smollm2",
+            template="prompteol",
+            query_instruction="Given a question, retrieve passages that answer it",
+            embed_batch_size=16,
+        )
+
+    Queries are encoded with the encoder's query side (``query_instruction``), texts with its
+    document side (``text_instruction``, llmvec's ``document_instruction``); the encoder puts
+    the instruction in the family's format and keeps it out of mean pooling. Each call of
+    the batched method encodes at most ``embed_batch_size`` texts per forward pass. The async
+    methods run the encoder in a worker thread, off the event loop; a lock serialises calls
+    into the encoder, so concurrent calls (``num_workers``) are safe.
+
+    Args:
+        model_name: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
+            directory or a ``.gguf`` file; ignored when ``encoder`` is given.
+        encoder: an :class:`llmvec.Encoder` to use as it is (its instructions included).
+        query_instruction: task instruction for queries.
+        text_instruction: task instruction for documents (usually none).
+        embed_batch_size: texts per batch (default: LlamaIndex's, or the encoder's batch size).
+        **kwargs: :class:`BaseEmbedding` fields (``callback_manager``, ``num_workers``,
+            ``embeddings_cache``...) and otherwise the arguments of :class:`llmvec.Encoder`
+            (``pooling``, ``template``, ``layer``, ``instruction_format``, ``truncate_dim``,
+            ``max_length``, ``device``, ``dtype``...).
+    """
+
+    query_instruction: str | None = Field(
+        default=None, frozen=True, description="Task instruction for queries."
+    )
+    text_instruction: str | None = Field(
+        default=None, frozen=True, description="Task instruction for documents."
+    )
+
+    _encoder: Encoder = PrivateAttr()
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(
+        self,
+        model_name: str | None = None,
+        *,
+        encoder: Encoder | None = None,
+        query_instruction: str | None = None,
+        text_instruction: str | None = None,
+        embed_batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        base_fields = {
+            name: kwargs.pop(name) for name in list(kwargs) if name in BaseEmbedding.model_fields
+        }
+        if encoder is None:
+            chosen = {
+                "model": model_name,
+                "query_instruction": query_instruction,
+                "document_instruction": text_instruction,
+            }
+            encoder = Encoder(
+                **{name: value for name, value in chosen.items() if value is not None},
+                batch_size=embed_batch_size or DEFAULT_EMBED_BATCH_SIZE,
+                **kwargs,
+            )
+        elif not isinstance(encoder, Encoder):
+            raise TypeError(
+                f"encoder must be an llmvec.Encoder, got {type(encoder).__name__} ({encoder!r}); "
+                "to load a model by name pass it as model_name=..."
+            )
+        else:
+            given = {
+                "model_name": model_name,
+                "query_instruction": query_instruction,
+                "text_instruction": text_instruction,
+                **kwargs,
+            }
+            conflicting = sorted(name for name, value in given.items() if value is not None)
+            if conflicting:
+                raise ValueError(
+                    f"pass either an encoder or encoder arguments, not both (got encoder="
+                    f"{encoder!r} and {conflicting})"
+                )
+        super().__init__(
+            model_name=encoder.model_name,
+            embed_batch_size=embed_batch_size or encoder.batch_size,
+            query_instruction=encoder.query_instruction,
+            text_instruction=encoder.document_instruction,
+            **base_fields,
+        )
+        self._encoder = encoder
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LLMVecEmbedding"
+
+    @property
+    def encoder(self) -> Encoder:
+        """The :class:`llmvec.Encoder` that produces the vectors."""
+        return self._encoder
+
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """The :class:`llmvec.EmbeddingSpec` of the vectors (store it with the index)."""
+        return self._encoder.spec
+
+    # ------------------------------------------------------------------ public batch methods
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Embed texts in batches of ``embed_batch_size``; ``[]`` gives ``[]``."""
+        _check_texts(texts)
+        return super().get_text_embedding_batch(texts, show_progress, **kwargs)
+
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: Any
+    ) -> list[Embedding]:
+        """Async :meth:`get_text_embedding_batch`."""
+        _check_texts(texts)
+        return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
+
+    # ------------------------------------------------------------------ BaseEmbedding hooks
+    def _get_query_embedding(self, query: str) -> Embedding:
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__} ({query!r})")
+        with self._lock:
+            vectors = self._encoder.encode_queries([query])
+        row: Embedding = vectors[0].tolist()
+        return row
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await asyncio.to_thread(self._get_query_embedding, query)
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__} ({text!r})")
+        return self._get_text_embeddings([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return await asyncio.to_thread(self._get_text_embedding, text)
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        logger.debug("embedding %d texts", len(texts))
+        with self._lock:
+            vectors = self._encoder.encode_documents(texts, batch_size=self.embed_batch_size)
+        rows: list[Embedding] = vectors.tolist()
+        return rows
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+
+def _check_texts(texts: Any) -> None:
+    """A list of strings; the error names the first bad item and its position."""
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__} ({texts!r})")
+    as_text_list(texts)
