@@ -1,0 +1,272 @@
+"""The ``llmvec`` command: encode texts, index a folder, search an index.
+
+Each subcommand is a :class:`Command` in :data:`COMMANDS`: a name, a one-line help, a function
+that adds its arguments and a function that runs it. Adding a subcommand is one entry there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from llmvec import __version__
+from llmvec.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from llmvec.encoder import Encoder
+
+logger = logging.getLogger("llmvec.cli")
+
+_STORE_HELP = (
+    "where the index lives: faiss:PATH, qdrant:PATH (Qdrant embedded), qdrant-edge:PATH "
+    "(Qdrant Edge, in-process) or qdrant+http://HOST:PORT/COLLECTION (a Qdrant server)"
+)
+_EPILOG = """\
+examples:
+  llmvec index examples/data --store faiss:/tmp/llmvec-demo
+  llmvec search "how do bees communicate?" --store faiss:/tmp/llmvec-demo -k 3
+  llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
+  llmvec encode "a sentence" "another one" --output vectors.npy
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: ``add_arguments`` fills its parser, ``run`` returns the exit code."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------------- shared options
+def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and configure the encoder (shared by the subcommands)."""
+    group = parser.add_argument_group("encoder")
+    group.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"packaged model name, hub id, local folder or .gguf file (default: {DEFAULT_MODEL})",
+    )
+    group.add_argument(
+        "--pooling",
+        choices=["mean", "weighted_mean", "last_token", "eos_token", "first_token"],
+        help="pooling method (default: last_token with a template, else mean)",
+    )
+    group.add_argument(
+        "--template", help="prompteol, pcoteol, ke, or a custom string with one {text} slot"
+    )
+    group.add_argument("--layer", type=int, help="hidden layer to pool (-1 = last)")
+    group.add_argument("--max-length", type=int, default=512, help="tokens per input (512)")
+    group.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka)")
+    group.add_argument("--query-instruction", help="task instruction put before queries")
+    group.add_argument("--batch-size", type=int, default=32, help="texts per batch (32)")
+    group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+
+
+def encoder_from_args(args: argparse.Namespace) -> Encoder:
+    """Build the encoder that :func:`add_encoder_arguments` describes."""
+    from llmvec.encoder import Encoder
+
+    return Encoder(
+        args.model,
+        device=args.device,
+        pooling=args.pooling,
+        template=args.template,
+        layer=args.layer,
+        max_length=args.max_length,
+        truncate_dim=args.truncate_dim,
+        query_instruction=args.query_instruction,
+        batch_size=args.batch_size,
+    )
+
+
+def _progress_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
+
+
+# ---------------------------------------------------------------------- encode
+def _encode_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("texts", nargs="*", help="texts to encode (default: lines of stdin)")
+    parser.add_argument("--query", action="store_true", help="encode as queries (instruction)")
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "float16", "int8", "uint8", "binary", "ubinary"],
+        help="output precision (default: float32)",
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, help="write a .npy file instead of JSON lines on stdout"
+    )
+    add_encoder_arguments(parser)
+    _progress_arguments(parser)
+
+
+def run_encode(args: argparse.Namespace) -> int:
+    """Encode texts and write the vectors as JSON lines or a .npy file."""
+    import numpy as np
+
+    from llmvec.compress import calibrate, quantize
+
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        raise ValueError("no texts to encode: pass them as arguments or on stdin")
+    encoder = encoder_from_args(args)
+    encode = encoder.encode_queries if args.query else encoder.encode_documents
+    vectors = encode(texts, show_progress=args.progress)
+    calibration = calibrate(vectors) if args.precision in ("int8", "uint8") else None
+    output = quantize(vectors, args.precision, calibration)
+    if args.output is not None:
+        np.save(args.output, output, allow_pickle=False)
+        print(f"wrote {output.shape[0]} x {output.shape[1]} {output.dtype} to {args.output}")
+    else:
+        for row in output:
+            print(json.dumps(row.tolist()))
+    return 0
+
+
+# ---------------------------------------------------------------------- index
+def _index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="folder (or file) of .txt / .md documents")
+    parser.add_argument("--store", required=True, help=_STORE_HELP)
+    parser.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "int8", "binary"],
+        help="stored precision; binary and int8 rescore with kept float vectors (float32)",
+    )
+    parser.add_argument(
+        "--chunk-chars",
+        type=int,
+        default=1000,
+        help="cut documents into paragraph chunks of at most N characters (1000)",
+    )
+    parser.add_argument(
+        "--whole-files", action="store_true", help="one document per file, no chunking"
+    )
+    add_encoder_arguments(parser)
+    _progress_arguments(parser)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Read, chunk, encode and store a folder of documents."""
+    from tqdm.auto import tqdm
+
+    from llmvec.documents import load_chunks
+    from llmvec.index.stores import check_store_precision, create_store, finish_store, parse_store
+
+    store = parse_store(args.store)
+    check_store_precision(store, args.precision)
+    chunks = load_chunks(args.source, None if args.whole_files else args.chunk_chars)
+    if not chunks:
+        raise ValueError(f"no .txt or .md text found in {str(args.source)!r}")
+    encoder = encoder_from_args(args)
+    index = create_store(store, encoder, args.precision)
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    step = args.batch_size * 4
+    with tqdm(total=len(chunks), desc="indexing", unit="chunk", disable=not show) as bar:
+        for start in range(0, len(chunks), step):
+            batch = chunks[start : start + step]
+            index.add(
+                [c.text for c in batch],
+                ids=[c.id for c in batch],
+                metadata=[c.metadata for c in batch],
+            )
+            bar.update(len(batch))
+    total = len(index)
+    finish_store(index, store)
+    files = len({c.source for c in chunks})
+    print(f"indexed {len(chunks)} chunks from {files} files into {args.store} ({total} in store)")
+    return 0
+
+
+# ---------------------------------------------------------------------- search
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", help="the search text")
+    parser.add_argument("--store", required=True, help=_STORE_HELP)
+    parser.add_argument("-k", type=int, default=5, help="number of hits (5)")
+    parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """Search a store with the encoder its spec describes; print one hit per line."""
+    from llmvec.encoder import Encoder
+    from llmvec.index.base import check_k, check_spec
+    from llmvec.index.stores import open_store, parse_store
+
+    check_k(args.k)
+    store = parse_store(args.store)
+    index = open_store(store)
+    try:
+        encoder = Encoder.from_spec(index.spec, device=args.device)
+        check_spec(index.spec, encoder.spec, what=f"store {args.store}")
+        hits = index.search(encoder.encode_queries([args.query])[0], k=args.k)
+    finally:
+        close = getattr(index, "close", None)
+        if close is not None:
+            close()
+    for rank, hit in enumerate(hits, start=1):
+        source = hit.metadata.get("source", hit.id)
+        snippet = " ".join((hit.text or "").split())
+        snippet = snippet if len(snippet) <= 70 else snippet[:69] + "…"
+        print(f"{rank}. {hit.score:.4f}  {source}  {snippet}")
+    return 0
+
+
+COMMANDS: list[Command] = [
+    Command(
+        "encode", "encode texts into vectors (JSON lines or .npy)", _encode_arguments, run_encode
+    ),
+    Command(
+        "index", "index a folder of .txt/.md files into a vector store", _index_arguments, run_index
+    ),
+    Command("search", "search a store built by `llmvec index`", _search_arguments, run_search),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llmvec`` parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="llmvec",
+        description="Decoder-only LLMs as embedding models: encode, index and search text.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"llmvec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmvec`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.run(args))
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        print(f"llmvec: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

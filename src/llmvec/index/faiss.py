@@ -1,0 +1,403 @@
+"""FaissIndex: an in-process FAISS index of float32, int8 (scalar-quantized) or binary vectors.
+
+Binary vectors live in an ``IndexBinaryFlat`` / ``IndexBinaryHNSW`` over packed sign bits; the
+``k * oversample`` best Hamming candidates are then re-ranked with stored float32 (or float16)
+vectors. ``int8`` uses FAISS's 8-bit scalar quantizer with the per-dimension ranges of the
+index's calibration. Ids, texts and metadata live in a JSON sidecar, never in a pickle.
+
+On disk an index is a directory: ``index.faiss``, ``vectors.npy`` (rescoring vectors, when
+kept) and ``llmvec-faiss.json`` (spec, settings, documents). :meth:`FaissIndex.save` writes a
+new directory and swaps it in with a rename, so a failed save leaves the old index intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+
+from llmvec.compress import (
+    Calibration,
+    calibrate,
+    calibration_arrays,
+    check_precision,
+    pack_bits,
+)
+from llmvec.index.base import (
+    BaseIndex,
+    Documents,
+    Hit,
+    Id,
+    atomic_directory,
+    check_oversample,
+    check_spec,
+    matches,
+    oversampled,
+    read_json,
+    write_json,
+)
+from llmvec.spec import EmbeddingSpec
+
+if TYPE_CHECKING:
+    from llmvec.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+
+# faiss's bundled type stubs miss the search-parameter classes and the attributes of
+# downcast indexes: go through an untyped handle for those.
+_faiss: Any = faiss
+
+PRECISIONS = ("float32", "int8", "binary")
+KINDS = ("flat", "hnsw", "ivf")
+BINARY_KINDS = ("flat", "hnsw")
+RESCORE_DTYPES = ("float32", "float16")
+
+MARKER = "llmvec-faiss.json"
+FORMAT = "llmvec.faiss"
+FORMAT_VERSION = 1
+_INDEX_FILE = "index.faiss"
+_VECTORS_FILE = "vectors.npy"
+
+
+class FaissIndex(BaseIndex):
+    """A FAISS vector index that encodes with an :class:`~llmvec.Encoder` and remembers its spec.
+
+    Args:
+        encoder: encodes added texts and text queries. May be ``None`` when ``spec`` is given
+            (vectors only; a text query then builds the encoder from the spec).
+        precision: ``float32`` (exact inner product), ``int8`` (1 byte per dimension) or
+            ``binary`` (1 bit per dimension, Hamming search).
+        kind: ``flat`` (exhaustive), ``hnsw`` (graph) or ``ivf`` (inverted lists, trained on
+            the first batch added; float32 and int8 only).
+        rescore: for ``int8`` and ``binary``, keep float vectors and re-rank the
+            ``k * oversample`` best candidates with them.
+        oversample: candidate multiplier for rescoring (>= 1).
+        rescore_dtype: ``float16`` (half the memory) or ``float32`` for the kept vectors.
+        calibration: per-dimension (low, high) ranges for ``int8``; ``None`` calibrates on the
+            first batch added (:func:`llmvec.compress.calibrate`).
+        spec: the :class:`~llmvec.EmbeddingSpec` of the vectors, when no encoder is given.
+        hnsw_m / ef_search: HNSW graph degree and search breadth.
+        nlist / nprobe: IVF lists (default ``sqrt`` of the first batch size) and lists probed.
+
+    Scores are inner products (cosine similarity for normalised vectors); for ``binary``
+    without rescoring they are ``1 - hamming / bits``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder | None = None,
+        precision: str = "float32",
+        kind: str = "flat",
+        *,
+        rescore: bool = True,
+        oversample: float = 4.0,
+        rescore_dtype: str = "float16",
+        calibration: Calibration | None = None,
+        spec: EmbeddingSpec | None = None,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        nlist: int | None = None,
+        nprobe: int = 16,
+    ) -> None:
+        check_precision(precision, PRECISIONS)
+        kinds = BINARY_KINDS if precision == "binary" else KINDS
+        if kind not in kinds:
+            raise ValueError(f"unknown kind {kind!r} for precision {precision!r}; allowed: {kinds}")
+        check_precision(rescore_dtype, RESCORE_DTYPES)
+        for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search), ("nprobe", nprobe)):
+            _check_positive(name, value)
+        if nlist is not None:
+            _check_positive("nlist", nlist)
+        if spec is None:
+            if encoder is None:
+                raise ValueError("FaissIndex needs an encoder or a spec")
+            spec = encoder.spec
+        elif encoder is not None:
+            check_spec(spec, encoder.spec, what="given spec")
+        if calibration is not None:
+            if precision != "int8":
+                raise ValueError(f"calibration applies to precision 'int8', not {precision!r}")
+            calibration_arrays(calibration, spec.dim)
+            calibration = (tuple(calibration[0]), tuple(calibration[1]))
+        super().__init__(encoder, spec.replace(precision=precision, calibration=calibration))
+        self.precision = precision
+        self.kind = kind
+        self.rescore = bool(rescore) and precision != "float32"
+        self.oversample = check_oversample(oversample)
+        self.rescore_dtype = rescore_dtype
+        self.hnsw_m, self.ef_search, self.nlist, self.nprobe = hnsw_m, ef_search, nlist, nprobe
+        self._index: Any = None  # built on the first add (IVF training, int8 calibration)
+        self._labels: dict[Id, int] = {}
+        self._documents: dict[int, tuple[Id, str | None, dict[str, Any]]] = {}
+        self._tombstones: set[int] = set()  # HNSW graphs cannot remove: deleted labels
+        self._next_label = 0
+        self._vectors = np.empty((0, self.dim), dtype=rescore_dtype)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __repr__(self) -> str:
+        return (
+            f"FaissIndex(model={self.spec.model!r}, precision={self.precision!r}, "
+            f"kind={self.kind!r}, dim={self.dim}, size={len(self)})"
+        )
+
+    @property
+    def _bits(self) -> int:
+        """Bits of a binary code: the dimension rounded up to whole bytes."""
+        return 8 * math.ceil(self.dim / 8)
+
+    @property
+    def ids(self) -> list[Id]:
+        """Ids of the stored documents, in insertion order."""
+        return list(self._labels)
+
+    # ------------------------------------------------------------------ building
+    def _build(self, vectors: np.ndarray) -> Any:
+        """A new FAISS index for this precision and kind, trained on the first batch."""
+        if self.precision == "binary":
+            description = "BFlat" if self.kind == "flat" else f"BHNSW{self.hnsw_m}"
+            return faiss.IndexBinaryIDMap2(faiss.index_binary_factory(self._bits, description))
+        if self.kind == "ivf" and self.nlist is None:
+            self.nlist = max(1, round(math.sqrt(len(vectors))))
+        if self.kind == "ivf" and len(vectors) < self.nlist:  # type: ignore[operator]
+            raise ValueError(
+                f"an IVF index with nlist={self.nlist} needs at least {self.nlist} vectors in "
+                f"its first add, got {len(vectors)}"
+            )
+        # IVF lists hold the ids themselves; the other kinds get an id map (IDMap2 assumes
+        # the inner index renumbers on removal, which IVF does not).
+        layout = {
+            "flat": "IDMap2,",
+            "hnsw": f"IDMap2,HNSW{self.hnsw_m},",
+            "ivf": f"IVF{self.nlist},",
+        }
+        storage = "SQ8" if self.precision == "int8" else "Flat"
+        index: Any = faiss.index_factory(
+            self.dim, layout[self.kind] + storage, faiss.METRIC_INNER_PRODUCT
+        )
+        base = _faiss.downcast_index(index if self.kind == "ivf" else index.index)
+        if self.kind == "ivf":
+            base.by_residual = False  # quantize the vectors themselves, with the spec's ranges
+        if not index.is_trained:
+            index.train(vectors)
+        if self.precision == "int8":
+            calibration = self.spec.calibration or calibrate(vectors)
+            self.spec = self.spec.replace(calibration=calibration)
+            low, width = calibration_arrays(calibration, self.dim)
+            quantizer = base.sq if hasattr(base, "sq") else _faiss.downcast_index(base.storage).sq
+            faiss.copy_array_to_vector(np.concatenate([low, width]), quantizer.trained)
+        return index
+
+    def _add(self, vectors: np.ndarray, documents: Documents) -> None:
+        if self._index is None:
+            self._index = self._build(vectors)
+        self._delete([i for i in documents.ids if i in self._labels])
+        labels = np.arange(self._next_label, self._next_label + len(vectors), dtype=np.int64)
+        codes = pack_bits(vectors) if self.precision == "binary" else vectors
+        self._index.add_with_ids(codes, labels)
+        if self.rescore:
+            self._vectors = np.concatenate([self._vectors, vectors.astype(self.rescore_dtype)])
+        for label, doc_id, text, metadata in zip(
+            labels.tolist(), documents.ids, documents.texts, documents.metadata, strict=True
+        ):
+            self._labels[doc_id] = label
+            self._documents[label] = (doc_id, text, metadata)
+        self._next_label += len(vectors)
+
+    def _delete(self, ids: list[Id]) -> None:
+        labels = [self._labels.pop(i) for i in ids if i in self._labels]
+        for label in labels:
+            del self._documents[label]
+        if not labels:
+            return
+        if self.kind == "hnsw":
+            self._tombstones.update(labels)
+        else:
+            self._index.remove_ids(np.asarray(labels, dtype=np.int64))
+
+    # ------------------------------------------------------------------ searching
+    def _search(
+        self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
+    ) -> list[list[Hit]]:
+        allowed = self._allowed_labels(filter)
+        live = len(self) if allowed is None else len(allowed)
+        if live == 0:
+            return [[] for _ in queries]
+        fetch = oversampled(k, self.oversample, live) if self.rescore else min(k, live)
+        params = self._search_parameters(fetch, allowed)
+        if self.precision == "binary":
+            distances, labels = self._index.search(pack_bits(queries), fetch, params=params)
+            scores = 1.0 - distances / self._bits
+        else:
+            scores, labels = self._index.search(queries, fetch, params=params)
+        results = []
+        for query, row_scores, row_labels in zip(queries, scores, labels, strict=True):
+            found = row_labels >= 0
+            row_scores, row_labels = row_scores[found], row_labels[found]
+            if self.rescore:
+                row_scores = self._vectors[row_labels].astype(np.float32) @ query
+                order = np.argsort(-row_scores, kind="stable")[:k]
+                row_scores, row_labels = row_scores[order], row_labels[order]
+            hits = zip(row_labels.tolist(), row_scores.tolist(), strict=True)
+            results.append([self._hit(label, score) for label, score in hits])
+        return results
+
+    def _allowed_labels(self, filter: dict[str, list[Any]] | None) -> list[int] | None:
+        if filter is None:
+            return None
+        return [
+            label
+            for label, (_, _, metadata) in self._documents.items()
+            if matches(metadata, filter)
+        ]
+
+    def _search_parameters(self, fetch: int, allowed: list[int] | None) -> Any:
+        keep: list[Any] = []  # FAISS holds raw pointers: keep the selectors alive with the params
+        if allowed is not None:
+            keep.append(faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
+        elif self._tombstones:
+            keep.append(faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64)))
+            keep.append(faiss.IDSelectorNot(keep[0]))
+        if self.kind == "hnsw":
+            params = _faiss.SearchParametersHNSW(efSearch=max(self.ef_search, fetch))
+        elif self.kind == "ivf":
+            params = _faiss.SearchParametersIVF(nprobe=min(self.nprobe, self.nlist or 1))
+        elif keep:
+            params = faiss.SearchParameters()
+        else:
+            return None
+        if keep:
+            params.sel = keep[-1]
+            params.referenced_objects = keep
+        return params
+
+    def _hit(self, label: int, score: float) -> Hit:
+        doc_id, text, metadata = self._documents[label]
+        return Hit(doc_id, score, text, dict(metadata))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to the directory ``path`` atomically (see the module docstring)."""
+        state = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "settings": self._settings(),
+            "next_label": self._next_label,
+            "tombstones": sorted(self._tombstones),
+            "documents": [
+                [label, doc_id, text, metadata]
+                for label, (doc_id, text, metadata) in self._documents.items()
+            ],
+        }
+        with atomic_directory(path, MARKER) as staging:
+            if self._index is not None:
+                writer = (
+                    faiss.write_index_binary if self.precision == "binary" else faiss.write_index
+                )
+                writer(self._index, str(staging / _INDEX_FILE))
+            if self.rescore:
+                np.save(staging / _VECTORS_FILE, self._vectors, allow_pickle=False)
+            write_json(staging / MARKER, state)
+        logger.info("saved %d documents to %s", len(self), path)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "kind": self.kind,
+            "rescore": self.rescore,
+            "oversample": self.oversample,
+            "rescore_dtype": self.rescore_dtype,
+            "hnsw_m": self.hnsw_m,
+            "ef_search": self.ef_search,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+        }
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], encoder: Encoder | None = None) -> FaissIndex:
+        """Open an index written by :meth:`save`.
+
+        With ``encoder``, its spec must match the stored one (a ``ValueError`` names the
+        differing fields); without, text queries build an encoder from the stored spec.
+        """
+        root = Path(path).expanduser()
+        what = f"FAISS index {str(root)!r}"
+        if not root.is_dir():
+            raise FileNotFoundError(f"{what} does not exist (no such directory)")
+        state = read_json(root / MARKER, what)
+        try:
+            if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
+                raise ValueError(
+                    f"unsupported format {state.get('format')!r} version "
+                    f"{state.get('format_version')!r}; this llmvec reads {FORMAT!r} version "
+                    f"{FORMAT_VERSION}"
+                )
+            spec = EmbeddingSpec.from_dict(state["spec"])
+            settings = dict(state["settings"])
+            documents = [(int(r[0]), r[1], r[2], dict(r[3])) for r in state["documents"]]
+            next_label = int(state["next_label"])
+            tombstones = {int(label) for label in state["tombstones"]}
+            if encoder is not None:
+                check_spec(spec, encoder.spec, what=what)
+            index = cls(encoder, spec=spec, calibration=spec.calibration, **settings)
+        except (KeyError, TypeError, IndexError, AttributeError) as error:
+            raise ValueError(f"{what} has a corrupt {MARKER}: {error!r}") from None
+        index._index = _read_faiss(root / _INDEX_FILE, settings["precision"], what, bool(documents))
+        if index.rescore:
+            index._vectors = _read_vectors(root / _VECTORS_FILE, what)
+        index._next_label, index._tombstones = next_label, tombstones
+        for label, doc_id, text, metadata in documents:
+            index._labels[doc_id] = label
+            index._documents[label] = (doc_id, text, metadata)
+        index._check_consistency(what)
+        return index
+
+    def _check_consistency(self, what: str) -> None:
+        stored = 0 if self._index is None else self._index.ntotal - len(self._tombstones)
+        if stored != len(self) or (self.rescore and len(self._vectors) != self._next_label):
+            raise ValueError(
+                f"{what} is corrupt: {stored} vectors in the FAISS file, {len(self)} documents "
+                f"and {len(self._vectors)} rescoring vectors in the sidecar"
+            )
+        if self._index is not None and self._index.d != (
+            self._bits if self.precision == "binary" else self.dim
+        ):
+            raise ValueError(f"{what} is corrupt: its FAISS index has dimension {self._index.d}")
+        if self.rescore and self._vectors.shape[1] != self.dim:
+            raise ValueError(f"{what} is corrupt: rescoring vectors of the wrong dimension")
+
+
+def _read_faiss(path: Path, precision: str, what: str, required: bool) -> Any:
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{what} is missing {path.name}")
+        return None
+    reader = faiss.read_index_binary if precision == "binary" else faiss.read_index
+    try:
+        return reader(str(path))
+    except RuntimeError as error:
+        raise ValueError(f"{what} has a corrupt {path.name}: {error}") from None
+
+
+def _read_vectors(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} is missing {path.name}")
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{what} has a corrupt {path.name}: {error}") from None
+    if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
+        raise ValueError(f"{what} has a corrupt {path.name}: not a matrix")
+    return vectors
+
+
+def _check_positive(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,450 @@
+"""QdrantIndex: vectors in a Qdrant collection, with the spec stored beside them.
+
+Where the collection lives:
+
+* ``location=":memory:"`` (default) or ``path=DIR``: qdrant-client's embedded mode, for tests
+  and small data; it emulates Qdrant in numpy and ignores quantization and HNSW settings.
+* ``path=DIR, engine="edge"``: the real Qdrant engine in-process (``qdrant-edge-py``), which
+  honours quantization once :meth:`QdrantIndex.optimize` has built the segments.
+* ``url="http://host:6333"``: a Qdrant server or cluster; the same client code as embedded mode.
+
+Point ids are ``uuid5`` of the user's id (kept in the payload as ``llmvec_id``), so adding the
+same documents again replaces them instead of duplicating them. With ``matryoshka_dims`` every
+point also stores truncated copies of its vector as named vectors, and a search narrows the
+candidates from the smallest to the full vector in one multi-stage ``query_points`` call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from llmvec.compress import truncate
+from llmvec.index.base import (
+    BaseIndex,
+    Documents,
+    Hit,
+    Id,
+    atomic_directory,
+    check_oversample,
+    check_spec,
+    read_json,
+    write_json,
+)
+from llmvec.index.qdrant_engines import (
+    QUANTIZATIONS,
+    ClientEngine,
+    EdgeEngine,
+    Engine,
+    Layout,
+    Point,
+    Quantized,
+    SearchPlan,
+    Stage,
+)
+from llmvec.spec import EmbeddingSpec
+
+if TYPE_CHECKING:
+    from llmvec.encoder import Encoder
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("client", "edge")
+FULL_VECTOR = "full"
+MARKER = "llmvec-qdrant.json"
+FORMAT = "llmvec.qdrant"
+FORMAT_VERSION = 1
+#: Namespace of the uuid5 point ids; changing it would orphan every stored point.
+ID_NAMESPACE = uuid.UUID("3f0c6b52-8d1e-5a7b-9c4e-2b6d1f8a0e71")
+
+
+def point_id(doc_id: Id) -> str:
+    """The Qdrant point id of a document id: deterministic, and distinct for ``1`` and ``"1"``."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{type(doc_id).__name__}:{doc_id}"))
+
+
+def vector_name(dim: int) -> str:
+    """Name of the truncated (Matryoshka) vector of dimension ``dim``."""
+    return f"dim{dim}"
+
+
+class QdrantIndex(BaseIndex):
+    """A Qdrant collection that encodes with an :class:`~llmvec.Encoder` and checks its spec.
+
+    Args:
+        encoder: encodes added texts and text queries (``None`` with ``spec``: vectors only,
+            text queries build the encoder from the spec).
+        collection: collection name.
+        location / path / url / client: where the collection lives (see the module docstring);
+            at most one; ``client`` is an existing ``QdrantClient``.
+        api_key: for ``url``.
+        engine: ``client`` (qdrant-client) or ``edge`` (qdrant-edge-py, needs ``path``).
+        quantization: ``None``, ``binary`` or ``int8`` (Qdrant's own quantization; the original
+            vectors are kept for rescoring).
+        matryoshka_dims: smaller prefixes of the vector to store and search first, e.g.
+            ``[64, 128]``.
+        rescore / oversample: re-rank ``k * oversample`` quantized candidates with the
+            original vectors.
+        hnsw_ef: HNSW search breadth (``None``: the engine's default).
+        batch_size: points per upsert request.
+        spec: the vectors' :class:`~llmvec.EmbeddingSpec` when no encoder is given.
+
+    Opening an existing collection checks its stored spec, quantization and Matryoshka dims
+    against these arguments; :meth:`load` opens one with whatever it stores.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder | None = None,
+        collection: str = "llmvec",
+        *,
+        location: str | None = None,
+        path: str | os.PathLike[str] | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        engine: str = "client",
+        quantization: str | None = None,
+        matryoshka_dims: Sequence[int] | None = None,
+        rescore: bool = True,
+        oversample: float = 4.0,
+        hnsw_ef: int | None = None,
+        batch_size: int = 256,
+        spec: EmbeddingSpec | None = None,
+    ) -> None:
+        if spec is None:
+            if encoder is None:
+                raise ValueError("QdrantIndex needs an encoder or a spec")
+            spec = encoder.spec
+        elif encoder is not None:
+            check_spec(spec, encoder.spec, what="given spec")
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ValueError(
+                f"unknown quantization {quantization!r}; allowed: {[None, *QUANTIZATIONS]}"
+            )
+        if not isinstance(collection, str) or not collection or "/" in collection:
+            raise ValueError(f"invalid collection name {collection!r}")
+        for name, value in (("batch_size", batch_size), ("hnsw_ef", hnsw_ef)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        dims = _check_matryoshka_dims(matryoshka_dims, spec.dim)
+        super().__init__(
+            encoder, spec.replace(precision=quantization or "float32", calibration=None)
+        )
+        self.collection = collection
+        self.quantization = quantization
+        self.matryoshka_dims = dims
+        self.rescore = bool(rescore)
+        self.oversample = check_oversample(oversample)
+        self.hnsw_ef = hnsw_ef
+        self.batch_size = batch_size
+        self.path = None if path is None else Path(path).expanduser().absolute()
+        self._engine = _connect(collection, location, self.path, url, api_key, client, engine)
+        self.engine = engine
+        try:
+            self._open_or_create()
+        except BaseException:
+            self._engine.close()
+            raise
+
+    # ------------------------------------------------------------------ opening
+    def _config(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "quantization": self.quantization,
+            "matryoshka_dims": list(self.matryoshka_dims),
+        }
+
+    def _layout(self) -> Layout:
+        vectors = {vector_name(d): d for d in self.matryoshka_dims}
+        vectors[FULL_VECTOR] = self.dim
+        return Layout(vectors, self.quantization)
+
+    def _open_or_create(self) -> None:
+        what = f"Qdrant collection {self.collection!r}"
+        if not self._engine.exists():
+            self._engine.create(self._layout(), self._config())
+            logger.info("created %s (%s)", what, self._layout())
+            return
+        stored = _parse_config(self._engine.read_config(), what)
+        check_spec(stored["spec"], self.spec, what=what)
+        requested = {"quantization": self.quantization, "matryoshka_dims": self.matryoshka_dims}
+        differing = [name for name, value in requested.items() if stored[name] != value]
+        if differing:
+            details = "; ".join(
+                f"{name}: stored {stored[name]!r} != requested {requested[name]!r}"
+                for name in differing
+            )
+            raise ValueError(
+                f"{what} exists with other settings: {details} (QdrantIndex.load opens it as "
+                "stored)"
+            )
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        encoder: Encoder | None = None,
+        *,
+        collection: str = "llmvec",
+        url: str | None = None,
+        api_key: str | None = None,
+        client: Any = None,
+        **options: Any,
+    ) -> QdrantIndex:
+        """Open an existing collection with its stored spec, quantization and Matryoshka dims.
+
+        ``path`` is a directory written by a ``path=`` index or by :meth:`save` (its engine is
+        recorded there). With ``encoder``, its spec must match the stored one; ``options``
+        (``rescore``, ``oversample``, ``hnsw_ef``, ``batch_size``) tune searching.
+        """
+        engine_name = "client"
+        root = None if path is None else Path(path).expanduser().absolute()
+        if root is not None:
+            marker = read_json(root / MARKER, f"Qdrant index {str(root)!r}")
+            engine_name = str(marker.get("engine"))
+        what = f"Qdrant collection {collection!r}"
+        engine = _connect(collection, None, root, url, api_key, client, engine_name)
+        try:
+            if not engine.exists():
+                raise FileNotFoundError(f"{what} does not exist")
+            stored = _parse_config(engine.read_config(), what)
+        finally:
+            if client is None:
+                engine.close()
+        if encoder is not None:
+            check_spec(stored["spec"], encoder.spec, what=what)
+        return cls(
+            encoder,
+            collection,
+            path=root,
+            url=url,
+            api_key=api_key,
+            client=client,
+            engine=engine_name,
+            quantization=stored["quantization"],
+            matryoshka_dims=stored["matryoshka_dims"],
+            spec=stored["spec"],
+            **options,
+        )
+
+    # ------------------------------------------------------------------ data
+    def __len__(self) -> int:
+        return self._engine.count()
+
+    def __repr__(self) -> str:
+        return (
+            f"QdrantIndex(collection={self.collection!r}, engine={self.engine!r}, "
+            f"model={self.spec.model!r}, quantization={self.quantization!r}, dim={self.dim})"
+        )
+
+    def _add(self, vectors: np.ndarray, documents: Documents) -> None:
+        named = {FULL_VECTOR: vectors}
+        named.update({vector_name(d): truncate(vectors, d) for d in self.matryoshka_dims})
+        points: list[Point] = [
+            (
+                point_id(doc_id),
+                {name: matrix[row].tolist() for name, matrix in named.items()},
+                {"llmvec_id": doc_id, "text": text, "metadata": metadata},
+            )
+            for row, (doc_id, text, metadata) in enumerate(
+                zip(documents.ids, documents.texts, documents.metadata, strict=True)
+            )
+        ]
+        for start in range(0, len(points), self.batch_size):
+            self._engine.upsert(points[start : start + self.batch_size])
+
+    def _delete(self, ids: list[Id]) -> None:
+        if ids:
+            self._engine.delete([point_id(i) for i in ids])
+
+    def _search(
+        self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
+    ) -> list[list[Hit]]:
+        named = {FULL_VECTOR: queries}
+        named.update({vector_name(d): truncate(queries, d) for d in self.matryoshka_dims})
+        per_query = [
+            {name: matrix[row].tolist() for name, matrix in named.items()}
+            for row in range(len(queries))
+        ]
+        results = self._engine.query(per_query, self._plan(k, filter))
+        return [
+            [
+                Hit(
+                    payload["llmvec_id"],
+                    float(score),
+                    payload.get("text"),
+                    payload.get("metadata") or {},
+                )
+                for score, payload in scored
+            ]
+            for scored in results
+        ]
+
+    def _plan(self, k: int, filter: dict[str, list[Any]] | None) -> SearchPlan:
+        quantized: Quantized = None
+        if self.quantization is not None:
+            quantized = "rescore" if self.rescore else "plain"
+        candidates = math.ceil(k * self.oversample)
+        stages = [
+            # Smallest vector first, with the widest candidate list.
+            Stage(vector_name(d), candidates * (len(self.matryoshka_dims) - i), quantized)
+            for i, d in enumerate(self.matryoshka_dims)
+        ]
+        # A final re-ranking over prefetched candidates must use the original vectors: ranking
+        # them by binary codes again collapses recall.
+        final: Quantized = "ignore" if stages and quantized else quantized
+        stages.append(Stage(FULL_VECTOR, k, final))
+        return SearchPlan(stages, self.oversample, self.hnsw_ef, filter)
+
+    # ------------------------------------------------------------------ lifecycle
+    def optimize(self) -> None:
+        """Build HNSW graphs and quantized vectors now (Qdrant Edge leaves this to the caller;
+        servers do it in the background)."""
+        self._engine.optimize()
+
+    def close(self) -> None:
+        """Flush and release the engine (an embedded ``path`` is locked while open)."""
+        self._engine.close()
+
+    def __enter__(self) -> QdrantIndex:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Without ``path``: make writes durable. With ``path``: copy the collection into a new
+        local directory (embedded mode, or edge for an edge index) atomically; open it with
+        :meth:`load`."""
+        if path is None:
+            self._engine.flush()
+            return
+        target = Path(path).expanduser().absolute()
+        if self.path is not None and target == self.path:
+            raise ValueError(f"{str(target)!r} is this index's own storage; call save() to flush")
+        with atomic_directory(target, MARKER) as staging:
+            copy = QdrantIndex(
+                None,
+                self.collection,
+                path=staging,
+                engine=self.engine,
+                quantization=self.quantization,
+                matryoshka_dims=self.matryoshka_dims,
+                spec=self.spec,
+            )
+            with copy:
+                for batch in self._engine.scroll(self.batch_size):
+                    if batch:
+                        copy._engine.upsert(batch)
+        logger.info("saved Qdrant collection %r to %s", self.collection, target)
+
+
+def _connect(
+    collection: str,
+    location: str | None,
+    path: Path | None,
+    url: str | None,
+    api_key: str | None,
+    client: Any,
+    engine: str,
+) -> Engine:
+    """The engine for a collection; writes the engine marker into a new ``path`` directory."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
+    given = [
+        name
+        for name, value in (
+            ("location", location),
+            ("path", path),
+            ("url", url),
+            ("client", client),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(f"give at most one of location, path, url and client; got {given}")
+    if engine == "edge" and path is None:
+        raise ValueError("engine='edge' stores a local shard: give path=")
+    if path is not None:
+        _claim_directory(path, engine)
+    if engine == "edge":
+        assert path is not None
+        return EdgeEngine(path, collection)
+    if client is None:
+        from qdrant_client import QdrantClient
+
+        if path is not None:
+            client = QdrantClient(path=str(path))
+        elif url is not None:
+            client = QdrantClient(url=url, api_key=api_key)
+        else:
+            client = QdrantClient(location=location or ":memory:")
+    return ClientEngine(client, collection)
+
+
+def _claim_directory(path: Path, engine: str) -> None:
+    """Make ``path`` an llmvec Qdrant directory for ``engine``, or refuse a foreign one."""
+    marker = path / MARKER
+    if marker.is_file():
+        stored = read_json(marker, f"Qdrant index {str(path)!r}").get("engine")
+        if stored != engine:
+            raise ValueError(
+                f"{str(path)!r} holds a Qdrant index for engine {stored!r}, not {engine!r}"
+            )
+        return
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"{str(path)!r} exists and is not an llmvec Qdrant index (no {MARKER}); refusing "
+            "to write into it"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"format": FORMAT, "format_version": FORMAT_VERSION, "engine": engine})
+
+
+def _parse_config(config: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """Validate llmvec's stored config: spec, quantization and Matryoshka dims."""
+    if config is None:
+        raise ValueError(f"{what} was not created by llmvec: it stores no EmbeddingSpec")
+    if config.get("format") != FORMAT or config.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{what} stores format {config.get('format')!r} version "
+            f"{config.get('format_version')!r}; this llmvec reads {FORMAT!r} version "
+            f"{FORMAT_VERSION}"
+        )
+    try:
+        spec = EmbeddingSpec.from_dict(config["spec"])
+        return {
+            "spec": spec,
+            "quantization": config["quantization"],
+            "matryoshka_dims": _check_matryoshka_dims(config["matryoshka_dims"], spec.dim),
+        }
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{what} has a corrupt llmvec config: {error!r}") from None
+
+
+def _check_matryoshka_dims(dims: Sequence[int] | None, dim: int) -> tuple[int, ...]:
+    if not dims:
+        return ()
+    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence):
+        raise TypeError(f"matryoshka_dims must be a list of ints, got {dims!r}")
+    for value in dims:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < dim:
+            raise ValueError(
+                f"matryoshka dim {value!r} must be an int between 1 and {dim - 1} (the full "
+                f"vector, {dim}, is always stored)"
+            )
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"duplicate matryoshka_dims: {list(dims)}")
+    return tuple(sorted(dims))

@@ -1,0 +1,137 @@
+"""Store addresses, as the command line writes them, and opening an index from one.
+
+=====================================  ==============================================
+``faiss:PATH``                         a :class:`~llmvec.FaissIndex` directory
+``qdrant:PATH``                        Qdrant embedded mode (qdrant-client) at PATH
+``qdrant-edge:PATH``                   Qdrant Edge (the real engine, in-process) at PATH
+``qdrant+http://HOST:PORT/COLLECTION``  a Qdrant server (``qdrant+https://`` too)
+=====================================  ==============================================
+
+Local Qdrant stores use the collection ``llmvec``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from llmvec.index.base import BaseIndex
+
+if TYPE_CHECKING:
+    from llmvec.encoder import Encoder
+
+SCHEMES = ("faiss", "qdrant", "qdrant-edge", "qdrant+http", "qdrant+https")
+DEFAULT_COLLECTION = "llmvec"
+#: Precisions each kind of store offers (Qdrant's are its own quantizations).
+STORE_PRECISIONS = {"faiss": ("float32", "int8", "binary"), "qdrant": ("float32", "int8", "binary")}
+_USAGE = "faiss:PATH, qdrant:PATH, qdrant-edge:PATH or qdrant+http://HOST:PORT/COLLECTION"
+
+
+@dataclass(frozen=True)
+class Store:
+    """A parsed store address."""
+
+    scheme: str
+    path: Path | None = None
+    url: str | None = None
+    collection: str = DEFAULT_COLLECTION
+
+    @property
+    def family(self) -> str:
+        """``faiss`` or ``qdrant``."""
+        return "faiss" if self.scheme == "faiss" else "qdrant"
+
+    @property
+    def engine(self) -> str:
+        """The :class:`~llmvec.QdrantIndex` engine of a Qdrant store."""
+        return "edge" if self.scheme == "qdrant-edge" else "client"
+
+    @property
+    def exists(self) -> bool:
+        """Whether a local store is already there (a server store is checked on opening)."""
+        return self.path is not None and self.path.exists()
+
+
+def parse_store(address: str) -> Store:
+    """Parse a store address (see the module docstring)."""
+    scheme, sep, rest = address.partition(":")
+    if not sep or scheme not in SCHEMES or not rest:
+        raise ValueError(f"unknown store {address!r}; use {_USAGE}")
+    if scheme.startswith("qdrant+"):
+        parts = urlsplit(address[len("qdrant+") :])
+        collection = parts.path.strip("/")
+        if not parts.hostname or not collection or "/" in collection:
+            raise ValueError(
+                f"store {address!r} needs a host and one collection name: "
+                "qdrant+http://HOST:PORT/COLLECTION"
+            )
+        return Store(scheme, url=f"{parts.scheme}://{parts.netloc}", collection=collection)
+    return Store(scheme, path=Path(rest).expanduser())
+
+
+def check_store_precision(store: Store, precision: str) -> str:
+    """``precision`` if the store offers it, else a ``ValueError`` naming the allowed ones."""
+    allowed = STORE_PRECISIONS[store.family]
+    if precision not in allowed:
+        raise ValueError(
+            f"precision {precision!r} is not available for a {store.family} store; allowed: "
+            f"{list(allowed)}"
+        )
+    return precision
+
+
+def open_store(store: Store, encoder: Encoder | None = None) -> BaseIndex:
+    """Open an existing index with its stored settings (the encoder is checked, or built from
+    the stored spec on the first text query)."""
+    if store.family == "faiss":
+        from llmvec.index.faiss import FaissIndex
+
+        assert store.path is not None
+        return FaissIndex.load(store.path, encoder)
+    from llmvec.index.qdrant import QdrantIndex
+
+    return QdrantIndex.load(store.path, encoder, collection=store.collection, url=store.url)
+
+
+def create_store(store: Store, encoder: Encoder, precision: str, **options: Any) -> BaseIndex:
+    """A new index for ``store``, or the existing one after checking that its spec and precision
+    match ``encoder`` and ``precision``."""
+    check_store_precision(store, precision)
+    if store.family == "faiss":
+        from llmvec.index.faiss import FaissIndex
+
+        if store.exists:
+            index = open_store(store, encoder)
+            if index.spec.precision != precision:
+                raise ValueError(
+                    f"store {store.path} holds precision {index.spec.precision!r}, not "
+                    f"{precision!r}; pass --precision {index.spec.precision} or another store"
+                )
+            return index
+        return FaissIndex(encoder, precision=precision, **options)
+    from llmvec.index.qdrant import QdrantIndex
+
+    return QdrantIndex(
+        encoder,
+        store.collection,
+        path=store.path,
+        url=store.url,
+        engine=store.engine,
+        quantization=None if precision == "float32" else precision,
+        **options,
+    )
+
+
+def finish_store(index: BaseIndex, store: Store) -> None:
+    """Persist what was added: save a FAISS directory, flush and close a Qdrant store."""
+    if store.family == "faiss":
+        assert store.path is not None
+        index.save(store.path)
+        return
+    from llmvec.index.qdrant import QdrantIndex
+
+    assert isinstance(index, QdrantIndex)
+    index.optimize()
+    index.close()
