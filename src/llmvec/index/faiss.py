@@ -107,8 +107,13 @@ class FaissIndex(BaseIndex):
         check_precision(precision, PRECISIONS)
         kinds = BINARY_KINDS if precision == "binary" else KINDS
         if kind not in kinds:
-            raise ValueError(f"unknown kind {kind!r} for precision {precision!r}; allowed: {kinds}")
-        check_precision(rescore_dtype, RESCORE_DTYPES)
+            raise ValueError(
+                f"unknown kind {kind!r} for precision {precision!r}; allowed: {list(kinds)}"
+            )
+        if rescore_dtype not in RESCORE_DTYPES:
+            raise ValueError(
+                f"unknown rescore_dtype {rescore_dtype!r}; allowed: {list(RESCORE_DTYPES)}"
+            )
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search), ("nprobe", nprobe)):
             _check_positive(name, value)
         if nlist is not None:
