@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -16,6 +17,7 @@ from llmvec import pooling as pooling_functions
 from llmvec.backends import Backend, load_backend
 from llmvec.backends.base import PrefixCachingBackend, PrefixState
 from llmvec.inputs import InputBuilder, TokenizedText
+from llmvec.latent_attention import LatentAttentionPooling, build_head
 from llmvec.models import DEFAULT_MODEL
 from llmvec.spec import EmbeddingSpec
 from llmvec.templates import (
@@ -113,11 +115,13 @@ class Encoder:
     Args:
         model: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
             directory or a ``.gguf`` file.
-        backend: ``transformers``.
+        backend: ``transformers``, or ``static`` (averages of a token-vector codebook, e.g.
+            ``Encoder("wordllama", backend="static")``).
         device: ``None`` picks cuda, then mps, then cpu.
         dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
         quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
-        pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``;
+        pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``,
+            ``latent_attention`` (NV-Embed's head, see ``latent_attention_weights``);
             ``None`` follows the template (``last_token`` with one, ``mean`` without).
         template: ``prompteol``, ``pcoteol``, ``ke`` or a custom string with one ``{text}`` slot.
         layer: hidden layer to pool (0 = embeddings, -1 = last); ``None`` follows the template.
@@ -133,6 +137,12 @@ class Encoder:
         add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
         prefix_caching: run the part every input shares (BOS, instruction, template preamble)
             once and reuse its key/value cache; causal models only, same vectors.
+        bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens. LLM2Vec
+            checkpoints load with ``adapters=[mntp, supervised]`` (PEFT folders or hub ids,
+            merged in order), ``bidirectional=True`` and ``pooling="mean"``.
+        latent_attention_weights: safetensors weights of the latent-attention head (saved by
+            :class:`~llmvec.latent_attention.LatentAttentionPooling` or NV-Embed's); without
+            them the head is random (seed 0) and a warning is logged.
         **backend_kwargs: passed to the backend (for transformers: ``attn_implementation``,
             ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...).
     """
@@ -159,10 +169,9 @@ class Encoder:
         padding_side: Literal["right", "left"] = "right",
         add_bos: bool | None = None,
         prefix_caching: bool = True,
+        latent_attention_weights: str | Path | None = None,
         **backend_kwargs: Any,
     ) -> None:
-        if bidirectional:
-            raise NotImplementedError("bidirectional attention is not available yet")
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
         _check_positive("max_length", max_length)
@@ -180,7 +189,13 @@ class Encoder:
                 raise TypeError(f"{name} must be a string or None, got {instruction!r}")
         self.model_name = model
         self.backend: Backend = load_backend(
-            backend, model, device=device, dtype=dtype, quantization=quantization, **backend_kwargs
+            backend,
+            model,
+            device=device,
+            dtype=dtype,
+            quantization=quantization,
+            bidirectional=bidirectional,
+            **backend_kwargs,
         )
         if truncate_dim is not None and truncate_dim > self.backend.hidden_size:
             raise ValueError(
@@ -199,6 +214,10 @@ class Encoder:
         self.max_tokens_per_batch = max_tokens_per_batch
         self.padding_side = padding_side
         self.add_bos = add_bos
+        self.latent_attention_weights = latent_attention_weights
+        self._latent_head: LatentAttentionPooling | None = None
+        if self.recipe.pooling == "latent_attention":
+            self._latent_attention()
         self.prefix_caching = prefix_caching
         self._prefix_states: dict[tuple[tuple[int, ...], int], PrefixState] = {}
         self.inputs = InputBuilder(
@@ -219,6 +238,8 @@ class Encoder:
         """The :class:`EmbeddingSpec` of the vectors this encoder produces by default."""
         has_instruction = bool(self.query_instruction or self.document_instruction)
         extra = () if self.add_bos is None else (("add_bos", str(self.add_bos).lower()),)
+        if self.recipe.pooling == "latent_attention":
+            extra = (*extra, ("latent_attention", self._latent_attention().identity))
         return EmbeddingSpec(
             model=self.model_name,
             model_revision=self.backend.model_revision,
@@ -432,7 +453,17 @@ class Encoder:
             return pooling_functions.eos_token(
                 hidden, pool_mask, input_ids, self.inputs.eos_token_id
             )
+        if recipe.pooling == "latent_attention":
+            pooled: torch.Tensor = self._latent_attention()(hidden, pool_mask)
+            return pooled
         return pooling_functions.SIMPLE_POOLERS[recipe.pooling](hidden, pool_mask)
+
+    def _latent_attention(self) -> LatentAttentionPooling:
+        """The latent-attention head, built on first use, on the backend's device."""
+        if self._latent_head is None:
+            head = build_head(self.backend.hidden_size, self.latent_attention_weights)
+            self._latent_head = head.to(self.backend.device)
+        return self._latent_head
 
     def _pad(
         self, batch: list[TokenizedText], skip: int = 0

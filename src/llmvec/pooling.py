@@ -13,7 +13,16 @@ from collections.abc import Callable
 
 import torch
 
-POOLING_METHODS = ("mean", "weighted_mean", "last_token", "eos_token", "first_token")
+#: ``latent_attention`` is a learned head (NV-Embed) that the encoder applies; see
+#: :mod:`llmvec.latent_attention`.
+POOLING_METHODS = (
+    "mean",
+    "weighted_mean",
+    "last_token",
+    "eos_token",
+    "first_token",
+    "latent_attention",
+)
 
 
 def _masked(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from typing import Any
 
 from llmvec.backends.base import Backend
 
-BACKENDS = ("transformers",)
+BACKENDS = ("transformers", "static")
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
@@ -15,6 +15,10 @@ def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
         from llmvec.backends.transformers import TransformersBackend
 
         return TransformersBackend(model, **kwargs)
+    if name == "static":
+        from llmvec.backends.static import StaticBackend
+
+        return StaticBackend(model, **kwargs)
     raise ValueError(f"unknown backend {name!r}; allowed: {list(BACKENDS)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,6 +20,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from llmvec.adapters import adapters_revision, merge_adapters, resolve_adapters
+from llmvec.attention import check_bidirectional, forward_kwargs
 from llmvec.backends.base import PrefixState
 from llmvec.models import fingerprint, resolve_model
 
@@ -59,8 +62,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return resolved
 
 
-def quantization_config(mode: str | None) -> Any:
-    """A ``BitsAndBytesConfig`` for ``4bit`` / ``8bit``; ``None`` for no quantization."""
+def quantization_config(mode: str | None, compute_dtype: torch.dtype = torch.bfloat16) -> Any:
+    """A ``BitsAndBytesConfig`` for ``4bit`` (NF4, computing in ``compute_dtype``) / ``8bit``
+    (LLM.int8); ``None`` for no quantization."""
     if mode is None:
         return None
     if mode not in QUANTIZATION_MODES:
@@ -71,7 +75,7 @@ def quantization_config(mode: str | None) -> Any:
 
     if mode == "4bit":
         return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
         )
     return BitsAndBytesConfig(load_in_8bit=True)
 
@@ -103,6 +107,10 @@ class TransformersBackend:
 
     Extra keyword arguments (``attn_implementation``, ``quantization_config``, ``revision``, ...)
     and ``model_kwargs`` go to ``from_pretrained``. ``trust_remote_code`` stays off unless given.
+
+    ``bidirectional=True`` runs decoders without their causal mask (LLM2Vec), checked on a probe
+    at load time. ``adapters`` (PEFT folders or hub ids, e.g. LLM2Vec's MNTP then supervised
+    LoRA) are merged into the weights in order.
     """
 
     name = "transformers"
@@ -114,20 +122,35 @@ class TransformersBackend:
         device: str | torch.device | None = None,
         dtype: str | torch.dtype = "auto",
         quantization: str | None = None,
+        bidirectional: bool = False,
+        adapters: Sequence[str] | None = None,
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         **from_pretrained_kwargs: Any,
     ) -> None:
         location = resolve_model(model)
+        quantized = quantization is not None or "quantization_config" in from_pretrained_kwargs
+        if quantized and location.gguf_file is not None:
+            raise ValueError(
+                f"quantization cannot be combined with the GGUF file {location.gguf_file!r} "
+                "(transformers de-quantizes GGUF on load); load a safetensors folder instead"
+            )
+        if adapters and quantized:
+            raise ValueError(
+                "adapters cannot be merged into a bitsandbytes-quantized model; merge them at "
+                "full precision, save the merged model, then load that folder with quantization"
+            )
+        adapter_directories = resolve_adapters(adapters or [])
         self.device = torch.device(device) if device is not None else default_device()
         kwargs: dict[str, Any] = {**(model_kwargs or {}), **from_pretrained_kwargs}
         if "torch_dtype" in kwargs:
             dtype = kwargs.pop("torch_dtype")
         dtype = kwargs.pop("dtype", dtype)
         self.dtype = resolve_dtype(dtype, self.device)
-        bnb_config = quantization_config(quantization)
+        bnb_config = quantization_config(quantization, compute_dtype=self.dtype)
         if bnb_config is not None:
             kwargs["quantization_config"] = bnb_config
+            kwargs.setdefault("device_map", {"": str(self.device)})
         if location.gguf_file is not None:
             kwargs["gguf_file"] = location.gguf_file
         revision = kwargs.get("revision")
@@ -145,6 +168,8 @@ class TransformersBackend:
         loaded = AutoModel.from_pretrained(
             location.name_or_path, dtype=self.dtype, trust_remote_code=trust_remote_code, **kwargs
         )
+        if adapter_directories:
+            loaded = merge_adapters(loaded, adapter_directories)
         self.model: PreTrainedModel = loaded
         if bnb_config is None and "device_map" not in kwargs:
             self.model.to(self.device)
@@ -156,7 +181,18 @@ class TransformersBackend:
         self.is_decoder: bool = is_decoder_config(config.model_type)
         self.layers = _layer_list(self.model, self.num_layers)
         commit = getattr(config, "_commit_hash", None)
-        self.model_revision = fingerprint(location, revision or commit)
+        self.model_revision = adapters_revision(
+            fingerprint(location, revision or commit), adapter_directories
+        )
+        self.bidirectional = bidirectional
+        self._forward_kwargs = forward_kwargs(bidirectional, self.is_decoder)
+        if bidirectional:
+            check_bidirectional(
+                lambda ids, mask: self.hidden_states(ids, mask, self.num_layers),
+                int(self.model.get_input_embeddings().num_embeddings),
+                self.device,
+                model,
+            )
         logger.debug(
             "loaded %s (%s, %d layers, hidden %d, %s) on %s",
             model,
@@ -225,6 +261,7 @@ class TransformersBackend:
 
     def _run(self, layer: int, **inputs: Any) -> tuple[torch.Tensor, Any]:
         """Forward up to ``layer``: a pre-hook on the next block captures its input and stops."""
+        inputs.update(self._forward_kwargs)
         if layer >= self.num_layers:
             output = self.model(**inputs)
             return output.last_hidden_state, output.past_key_values
