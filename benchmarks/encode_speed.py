@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,12 @@ def timed(function: Any, texts: list[str], repeats: int) -> tuple[float, np.ndar
     return best, vectors.astype(np.float32)
 
 
+def source_revision() -> str:
+    """The llmvec commit measured, with ``-dirty`` when the working tree had changes."""
+    command = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
+    return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+
+
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
@@ -122,6 +129,7 @@ def main() -> None:
 
     import llmvec
 
+    revision = source_revision()  # before encoding: the code that is imported now
     torch.set_num_threads(args.threads)
     folder = hf_folder(args.cache_dir)
     texts = sentences(args.sentences)
@@ -172,7 +180,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": args.repeats,
         "versions": {
-            "llmvec": llmvec.__version__,
+            "llmvec": f"{llmvec.__version__} ({revision})",
             "llemb": version("llemb"),
             "torch": torch.__version__,
             "transformers": version("transformers"),

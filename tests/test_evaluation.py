@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from llmvec import Encoder
+from llmvec.cli import main
 from llmvec.evaluation import (
     DataFormatError,
     evaluate_retrieval,
@@ -20,8 +22,9 @@ from llmvec.evaluation import (
     load_qrels,
     load_sts,
     retrieval_metrics,
-    search,
+    retrieve,
 )
+from llmvec.spec import EmbeddingSpec
 
 # (score, sentence1, sentence2): graded from paraphrase to unrelated.
 STS_ROWS = [
@@ -153,14 +156,32 @@ def test_load_beir_errors(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- metrics
-def test_search_matches_full_sort() -> None:
+@pytest.mark.parametrize("precision", ["float32", "int8", "binary"])
+def test_retrieve_through_faiss_index_matches_full_sort(precision: str) -> None:
     rng = np.random.default_rng(0)
-    documents, queries = rng.normal(size=(50, 8)), rng.normal(size=(5, 8))
-    scores, indices = search(documents, queries, k=7)
-    reference = unit(queries) @ unit(documents).T
-    expected = np.argsort(-reference, axis=1)[:, :7]
-    np.testing.assert_array_equal(indices, expected)
-    np.testing.assert_allclose(scores, np.take_along_axis(reference, expected, axis=1), atol=1e-6)
+    documents = unit(rng.normal(size=(60, 16)).astype(np.float32))
+    queries = unit(rng.normal(size=(5, 16)).astype(np.float32))
+    doc_ids = [f"d{i}" for i in range(60)]
+    run = retrieve(
+        documents,
+        doc_ids,
+        queries,
+        ["a", "b", "c", "d", "e"],
+        7,
+        EmbeddingSpec("toy", dim=16),
+        precision,
+    )
+    reference = queries @ documents.T
+    for qid, row in zip("abcde", reference, strict=True):
+        expected = [doc_ids[j] for j in np.argsort(-row)[:7]]
+        ranked = sorted(run[qid], key=lambda d: -run[qid][d])
+        if precision == "float32":
+            assert ranked == expected
+            np.testing.assert_allclose(
+                [run[qid][d] for d in ranked], np.sort(row)[::-1][:7], atol=1e-5
+            )
+        else:  # compressed candidates, rescored with float16 copies: the top hits survive
+            assert ranked[:3] == expected[:3]
 
 
 def test_retrieval_metrics_on_a_toy_with_known_answer() -> None:
@@ -228,9 +249,81 @@ def test_evaluate_retrieval_equals_plain_ndcg(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "binary"])
+def test_evaluate_retrieval_compressed_index_matches_float_on_toy(
+    tmp_path: Path, minilm: Encoder, precision: str
+) -> None:
+    # Four documents, k=2: the index fetches every document as a candidate (oversample 4) and
+    # rescores with float vectors, so the ranking and the metrics equal float32's.
+    folder = write_beir(tmp_path / "toy")
+    exact = evaluate_retrieval(minilm, folder, k=2)
+    compressed = evaluate_retrieval(minilm, folder, k=2, precision=precision)
+    assert compressed["ndcg@2"] == pytest.approx(exact["ndcg@2"])
+    assert compressed["spec"]["precision"] == precision
+
+
+@pytest.mark.slow
 def test_evaluate_retrieval_rejects_bad_options(tmp_path: Path, minilm: Encoder) -> None:
     folder = write_beir(tmp_path / "toy")
     with pytest.raises(ValueError, match="k must be a positive integer"):
         evaluate_retrieval(minilm, folder, k=0)
     with pytest.raises(ValueError, match="truncate_dim must be between 1 and 384"):
         evaluate_retrieval(minilm, folder, truncate_dim=1000)
+    with pytest.raises(ValueError, match=r"unknown precision 'uint4'; allowed: \['float32'"):
+        evaluate_retrieval(minilm, folder, precision="uint4")
+
+
+# ---------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
+def test_cli_eval_sts_prints_and_writes_the_library_result(
+    tmp_path: Path, minilm: Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_sts(tmp_path / "sts.csv")
+    output = tmp_path / "sts.json"
+    code = main(
+        ["eval", "sts", "--data", str(path), "--model", "all-minilm-l6-v2", "--json", str(output)]
+    )
+    assert code == 0
+    written = json.loads(output.read_text())
+    expected = evaluate_sts(minilm, path)["spearman"]
+    assert written["spearman"] == pytest.approx(expected, abs=1e-4)
+    assert re.search(rf"^spearman +{expected:.2f}$", capsys.readouterr().out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_cli_eval_retrieval_with_precision_and_matryoshka_dim(
+    tmp_path: Path, minilm: Encoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_beir(tmp_path / "toy")
+    output = tmp_path / "retrieval.json"
+    code = main(
+        [
+            "eval",
+            "retrieval",
+            "--data",
+            str(folder),
+            "--model",
+            "all-minilm-l6-v2",
+            "--precision",
+            "binary",
+            "--truncate-dim",
+            "64",
+            "-k",
+            "2",
+            "--json",
+            str(output),
+        ]
+    )
+    assert code == 0
+    written = json.loads(output.read_text())
+    assert written["spec"]["dim"] == 64 and written["spec"]["precision"] == "binary"
+    expected = evaluate_retrieval(minilm, folder, k=2, truncate_dim=64)["ndcg@2"]
+    assert written["ndcg@2"] == pytest.approx(expected, abs=1e-4)
+    out = capsys.readouterr().out
+    assert "3 queries, 4 documents" in out
+    assert re.search(rf"^ndcg@2 +{expected:.2f}$", out, re.MULTILINE)
+
+
+def test_cli_eval_reports_bad_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "sts", "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err

@@ -225,6 +225,81 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- eval
+def _eval_arguments(parser: argparse.ArgumentParser) -> None:
+    tasks = parser.add_subparsers(title="tasks", dest="task", metavar="TASK", required=True)
+    sts = tasks.add_parser(
+        "sts",
+        help="Spearman x100 on an STS-B-layout file",
+        description="Spearman x100 of cosine similarities against gold scores on an STS-B file.",
+    )
+    sts.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="tab-separated file: genre, file, year, id, score, sentence1, sentence2",
+    )
+    retrieval = tasks.add_parser(
+        "retrieval",
+        help="nDCG@k and recall@k on a BEIR-layout folder",
+        description="nDCG@k and recall@k on a BEIR-layout folder, searched in a FaissIndex.",
+    )
+    retrieval.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="folder with corpus.jsonl[.gz], queries.jsonl and qrels/<split>.tsv",
+    )
+    retrieval.add_argument("--split", default="test", help="qrels file to score (test)")
+    retrieval.add_argument("-k", type=int, default=10, help="cut-off of nDCG and recall (10)")
+    retrieval.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "int8", "binary"],
+        help="index precision; int8 and binary rescore with kept float vectors (float32)",
+    )
+    for task in (sts, retrieval):
+        task.add_argument("--json", type=Path, help="also write the result to this JSON file")
+        add_encoder_arguments(task)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate the encoder on an STS or BEIR-layout data set; print a table, optionally JSON."""
+    from llmvec.evaluation import evaluate_retrieval, evaluate_sts
+    from llmvec.templates import template_name
+
+    if not args.data.exists():
+        raise FileNotFoundError(f"--data {str(args.data)!r} does not exist")
+    encoder = encoder_from_args(args)
+    if args.task == "sts":
+        result = evaluate_sts(encoder, args.data)
+        counts = f"{result['pairs']} pairs"
+        metrics = ["spearman"]
+    else:
+        result = evaluate_retrieval(
+            encoder, args.data, k=args.k, precision=args.precision, split=args.split
+        )
+        counts = f"{result['queries']} queries, {result['documents']} documents"
+        metrics = [f"ndcg@{args.k}", f"recall@{args.k}"]
+    spec = result["spec"]
+    template = spec["template"]
+    recipe = (
+        f"pooling={spec['pooling']} template={template_name(template) or template} "
+        f"layer={spec['layer']} dim={spec['dim']} precision={spec['precision']}"
+    )
+    rows = [("data", f"{args.data} ({counts})"), ("model", spec["model"]), ("recipe", recipe)]
+    if args.task == "retrieval" and spec["query_instruction"]:
+        rows.append(("query instruction", spec["query_instruction"]))
+    rows += [(name, f"{result[name]:.2f}") for name in metrics]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command(
         "encode", "encode texts into vectors (JSON lines or .npy)", _encode_arguments, run_encode
@@ -233,6 +308,9 @@ COMMANDS: list[Command] = [
         "index", "index a folder of .txt/.md files into a vector store", _index_arguments, run_index
     ),
     Command("search", "search a store built by `llmvec index`", _search_arguments, run_search),
+    Command(
+        "eval", "quality on STS (Spearman) or BEIR-layout retrieval data", _eval_arguments, run_eval
+    ),
 ]
 
 

@@ -10,20 +10,24 @@ for retrieval.
 from __future__ import annotations
 
 import gzip
+import importlib
 import json
 import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from llmvec.compress import truncate
+from llmvec.spec import EmbeddingSpec
 from llmvec.templates import resolve_instruction_format
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
+    from llmvec.index.base import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +212,16 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalData:
 
 
 # ---------------------------------------------------------------------------------- metrics
+def _require(module: str, distribution: str) -> Any:
+    """Import an optional metric library, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"llmvec.evaluation needs {distribution}: pip install 'llmvec[eval]'"
+        ) from None
+
+
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -216,22 +230,21 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def evaluate_sts(
-    encoder: Encoder, path: str | Path, batch_size: int | None = None, **encode_kwargs: Any
+    encoder: Encoder, path: str | Path, batch_size: int | None = None
 ) -> dict[str, Any]:
     """Spearman correlation (x100) between the cosine similarity of each pair and its gold score.
 
-    Each distinct sentence is encoded once, with :meth:`Encoder.encode` (no instruction);
-    ``encode_kwargs`` (``pooling_method``, ``prompt_template``, ``layer_index``...) pass through.
+    Each distinct sentence is encoded once, with :meth:`Encoder.encode` and the encoder's own
+    recipe (no instruction), so the returned spec describes the vectors that were scored.
 
     Returns:
         ``{"task": "sts", "data", "pairs", "spearman", "spec"}``.
     """
-    from scipy.stats import spearmanr
-
+    spearmanr = _require("scipy.stats", "scipy").spearmanr
     pairs = load_sts(path)
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
     position = {sentence: i for i, sentence in enumerate(sentences)}
-    vectors = _unit_rows(encoder.encode(sentences, batch_size=batch_size, **encode_kwargs))
+    vectors = _unit_rows(encoder.encode(sentences, batch_size=batch_size))
     left = vectors[[position[p.sentence1] for p in pairs]]
     right = vectors[[position[p.sentence2] for p in pairs]]
     cosines = np.sum(left * right, axis=1)
@@ -248,20 +261,6 @@ def evaluate_sts(
     }
 
 
-def search(
-    document_vectors: np.ndarray, query_vectors: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine search: the ``k`` best documents per query as ``(scores, indices)``."""
-    documents = _unit_rows(document_vectors)
-    queries = _unit_rows(query_vectors)
-    k = min(k, len(documents))
-    scores = queries @ documents.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1)
-
-
 def retrieval_metrics(
     run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]], k: int = 10
 ) -> dict[str, float]:
@@ -269,8 +268,7 @@ def retrieval_metrics(
 
     Every judged query counts; a query absent from ``run`` scores 0.
     """
-    import pytrec_eval
-
+    pytrec_eval = _require("pytrec_eval", "pytrec-eval-terrier")
     measures = {f"ndcg_cut.{k}", f"recall.{k}"}
     per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(
         {qid: run.get(qid, {}) for qid in qrels}
@@ -279,6 +277,106 @@ def retrieval_metrics(
     return {
         f"ndcg@{k}": 100.0 * sum(q.get(f"ndcg_cut_{k}", 0.0) for q in per_query.values()) / count,
         f"recall@{k}": 100.0 * sum(q.get(f"recall_{k}", 0.0) for q in per_query.values()) / count,
+    }
+
+
+def retrieve(
+    document_vectors: np.ndarray,
+    doc_ids: list[str],
+    query_vectors: np.ndarray,
+    query_ids: list[str],
+    k: int,
+    spec: EmbeddingSpec,
+    precision: str = "float32",
+) -> dict[str, dict[str, float]]:
+    """The run to score: each query's ``k`` best documents (id -> score) from llmvec's own
+    exact :class:`~llmvec.index.FaissIndex` at ``precision`` (``int8`` and ``binary`` rescore
+    their candidates with the kept float vectors, as the index does for users)."""
+    from llmvec.index.faiss import FaissIndex
+
+    index = FaissIndex(spec=spec, precision=precision)
+    index.add_embeddings(document_vectors, ids=doc_ids)
+    # A matrix of queries gives one list of hits per query.
+    hits = cast("list[list[Hit]]", index.search(query_vectors, k=k))
+    return {
+        qid: {str(hit.id): hit.score for hit in row}
+        for qid, row in zip(query_ids, hits, strict=True)
+    }
+
+
+def encode_corpus(
+    encoder: Encoder, data: RetrievalData, batch_size: int | None = None
+) -> np.ndarray:
+    """Document vectors (:meth:`Encoder.encode_documents`), one row per ``data.corpus`` entry."""
+    texts = list(data.corpus.values())
+    return np.asarray(encoder.encode_documents(texts, batch_size=batch_size))
+
+
+def _check_retrieval_options(
+    encoder: Encoder, k: int, precision: str, truncate_dim: int | None
+) -> None:
+    from llmvec.index.faiss import PRECISIONS
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if truncate_dim is not None and not 1 <= truncate_dim <= encoder.dim:
+        raise ValueError(f"truncate_dim must be between 1 and {encoder.dim}, got {truncate_dim!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {list(PRECISIONS)}")
+
+
+def evaluate_encoded_corpus(
+    encoder: Encoder,
+    data: RetrievalData,
+    document_vectors: np.ndarray,
+    k: int = 10,
+    precision: str = "float32",
+    truncate_dim: int | None = None,
+    query_instruction: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """nDCG@k and recall@k (x100) with documents already encoded by :func:`encode_corpus`.
+
+    Queries go through :meth:`Encoder.encode_queries` (``query_instruction`` overrides the
+    encoder's). With ``truncate_dim`` documents and queries keep their first dimensions and
+    are normalised again (Matryoshka: truncate, then normalise). Search runs in llmvec's
+    :class:`~llmvec.index.FaissIndex` at ``precision``. One corpus encoding can serve
+    several query instructions or dimensions this way.
+    """
+    _check_retrieval_options(encoder, k, precision, truncate_dim)
+    if len(document_vectors) != len(data.corpus):
+        raise ValueError(
+            f"got {len(document_vectors)} document vectors for {len(data.corpus)} documents"
+        )
+    doc_ids = list(data.corpus)
+    query_ids = list(data.queries)
+    queries = np.asarray(
+        encoder.encode_queries(
+            [data.queries[q] for q in query_ids],
+            instruction=query_instruction,
+            batch_size=batch_size,
+        )
+    )
+    # Cosine scores: unit vectors (after Matryoshka truncation), whatever the encoder's normalize.
+    dim = truncate_dim or encoder.dim
+    documents, queries = truncate(document_vectors, dim), truncate(queries, dim)
+    spec = encoder.spec.replace(
+        truncate_dim=truncate_dim or encoder.spec.truncate_dim, dim=truncate_dim or encoder.dim
+    )
+    if query_instruction is not None:
+        spec = spec.replace(
+            query_instruction=query_instruction,
+            instruction_format=resolve_instruction_format(encoder.instruction_format),
+        )
+    run = retrieve(documents, doc_ids, queries, query_ids, k, spec, precision)
+    return {
+        "task": "retrieval",
+        "documents": len(doc_ids),
+        "queries": len(query_ids),
+        "precision": precision,
+        "truncate_dim": truncate_dim,
+        **retrieval_metrics(run, data.qrels, k),
+        "spec": spec.replace(precision=precision).to_dict(),
     }
 
 
@@ -294,52 +392,19 @@ def evaluate_retrieval(
 ) -> dict[str, Any]:
     """nDCG@k and recall@k (x100) of the encoder on a BEIR-layout folder.
 
-    Documents go through :meth:`Encoder.encode_documents`, queries through
-    :meth:`Encoder.encode_queries` (``query_instruction`` overrides the encoder's). With
-    ``truncate_dim`` the vectors keep their first dimensions and are normalised again
-    (Matryoshka: truncate, then normalise).
+    Reads the folder (:func:`load_beir`), encodes its documents (:func:`encode_corpus`) and
+    scores the judged queries (:func:`evaluate_encoded_corpus`, which documents the options).
     """
-    if k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    if truncate_dim is not None and not 1 <= truncate_dim <= encoder.dim:
-        raise ValueError(f"truncate_dim must be between 1 and {encoder.dim}, got {truncate_dim!r}")
-    if precision != "float32":
-        raise ValueError(
-            f"precision {precision!r} needs llmvec.index.FaissIndex, which is not available yet; "
-            "allowed: 'float32'"
-        )
+    _check_retrieval_options(encoder, k, precision, truncate_dim)
     data = load_beir(folder, split)
-    doc_ids = list(data.corpus)
-    query_ids = list(data.queries)
-    documents = encoder.encode_documents([data.corpus[d] for d in doc_ids], batch_size=batch_size)
-    queries = encoder.encode_queries(
-        [data.queries[q] for q in query_ids], instruction=query_instruction, batch_size=batch_size
-    )
-    if truncate_dim is not None:
-        documents, queries = documents[:, :truncate_dim], queries[:, :truncate_dim]
-    scores, indices = search(documents, queries, k)
-    run = {
-        qid: {doc_ids[j]: float(s) for j, s in zip(row_indices, row_scores, strict=True)}
-        for qid, row_indices, row_scores in zip(query_ids, indices, scores, strict=True)
-    }
-    spec = encoder.spec.replace(
+    result = evaluate_encoded_corpus(
+        encoder,
+        data,
+        encode_corpus(encoder, data, batch_size),
+        k=k,
         precision=precision,
-        truncate_dim=truncate_dim or encoder.spec.truncate_dim,
-        dim=truncate_dim or encoder.dim,
+        truncate_dim=truncate_dim,
+        query_instruction=query_instruction,
+        batch_size=batch_size,
     )
-    if query_instruction is not None:
-        spec = spec.replace(
-            query_instruction=query_instruction,
-            instruction_format=resolve_instruction_format(encoder.instruction_format),
-        )
-    return {
-        "task": "retrieval",
-        "data": str(folder),
-        "split": split,
-        "documents": len(doc_ids),
-        "queries": len(query_ids),
-        "precision": precision,
-        "truncate_dim": truncate_dim,
-        **retrieval_metrics(run, data.qrels, k),
-        "spec": spec.to_dict(),
-    }
+    return {**result, "data": str(folder), "split": split}

@@ -1,0 +1,186 @@
+"""Quality table: STS-B Spearman and SciFact nDCG@10 for SmolLM2-135M recipes and MiniLM.
+
+Settings are chosen on STS-B **dev** only; test figures are reported as they come out.
+
+Steps (``--steps``, default ``sts scifact-minilm``):
+
+- ``sts``: STS-B dev and test for every SmolLM2 recipe (mean, last_token, prompteol,
+  pcoteol, ke) and for all-MiniLM-L6-v2; the SmolLM2 recipe with the best dev Spearman is
+  recorded as ``selected``.
+- ``scifact-minilm``: SciFact nDCG@10 / recall@10 for all-MiniLM-L6-v2 (max_length 256).
+- ``scifact-smollm2``: SciFact for the dev-selected SmolLM2 recipe, with plain and
+  instruction-prefixed queries (one corpus encoding serves both). About 1.3M tokens: slow on CPU.
+
+Each step merges its figures into benchmarks/results/quality.json, which also lists what was
+not run and why. Data is read from ../shared/data (never copied into the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch
+
+from llmvec import Encoder
+from llmvec.evaluation import encode_corpus, evaluate_encoded_corpus, evaluate_sts, load_beir
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
+STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
+SCIFACT = DATA / "scifact"
+OUTPUT = ROOT / "benchmarks" / "results" / "quality.json"
+
+#: SmolLM2 recipes (Encoder arguments); templates imply last_token, pcoteol/ke layer -2.
+SMOLLM2_SETTINGS: dict[str, dict[str, Any]] = {
+    "mean": {"pooling": "mean"},
+    "last_token": {"pooling": "last_token"},
+    "prompteol": {"template": "prompteol"},
+    "pcoteol": {"template": "pcoteol"},
+    "ke": {"template": "ke"},
+}
+MINILM_SETTING: dict[str, Any] = {"pooling": "mean", "max_length": 256}
+#: The SciFact task description e5-mistral uses (MTEB), in the e5 instruction format.
+SCIFACT_INSTRUCTION = (
+    "Given a scientific claim, retrieve documents that support or refute the claim"
+)
+PUBLISHED = {
+    "all-minilm-l6-v2": {
+        "sts_b_test_spearman": 82.03,
+        "scifact_ndcg@10": 64.51,
+        "source": "MTEB results",
+    }
+}
+STEPS = ("sts", "scifact-minilm", "scifact-smollm2")
+
+
+def load_report() -> dict[str, Any]:
+    if OUTPUT.is_file():
+        report: dict[str, Any] = json.loads(OUTPUT.read_text())
+        return report
+    return {"benchmark": "quality", "rows": {}}
+
+
+def row(report: dict[str, Any], model: str, setting: str) -> dict[str, Any]:
+    key = f"{model}/{setting}"
+    entry: dict[str, Any] = report["rows"].setdefault(key, {"model": model, "setting": setting})
+    return entry
+
+
+def run_sts(report: dict[str, Any]) -> None:
+    """STS-B dev + test for every SmolLM2 recipe and MiniLM; select the best recipe on dev."""
+    configurations = [("smollm2", name, args) for name, args in SMOLLM2_SETTINGS.items()]
+    configurations.append(("all-minilm-l6-v2", "mean", MINILM_SETTING))
+    for model, setting, arguments in configurations:
+        encoder = Encoder(model, **arguments)
+        entry = row(report, model, setting)
+        for split, path in (("dev", STS_DEV), ("test", STS_TEST)):
+            start = time.perf_counter()
+            result = evaluate_sts(encoder, path)
+            entry[f"sts_b_{split}_spearman"] = round(result["spearman"], 2)
+            entry[f"sts_b_{split}_seconds"] = round(time.perf_counter() - start, 1)
+            entry["spec"] = result["spec"]
+            print(f"{model:17s} {setting:10s} STS-B {split:4s} {result['spearman']:6.2f}")
+        del encoder
+    dev = {
+        name: report["rows"][f"smollm2/{name}"]["sts_b_dev_spearman"] for name in SMOLLM2_SETTINGS
+    }
+    best = max(dev, key=lambda name: dev[name])
+    report["selected"] = {
+        "model": "smollm2",
+        "setting": best,
+        "chosen_on": "STS-B dev Spearman",
+        "dev_spearman": dev,
+    }
+    print(f"selected on STS-B dev: smollm2/{best}")
+
+
+def run_scifact(
+    report: dict[str, Any], model: str, setting: str, arguments: dict[str, Any], instructed: bool
+) -> None:
+    """SciFact nDCG@10 / recall@10; with ``instructed`` also with the e5 query instruction."""
+    encoder = Encoder(model, **arguments)
+    data = load_beir(SCIFACT)
+    start = time.perf_counter()
+    documents = encode_corpus(encoder, data)
+    entry = row(report, model, setting)
+    entry["scifact_corpus_seconds"] = round(time.perf_counter() - start, 1)
+    variants = [("", None)] + ([("_instructed", SCIFACT_INSTRUCTION)] if instructed else [])
+    for suffix, instruction in variants:
+        result = evaluate_encoded_corpus(encoder, data, documents, query_instruction=instruction)
+        entry[f"scifact{suffix}_ndcg@10"] = round(result["ndcg@10"], 2)
+        entry[f"scifact{suffix}_recall@10"] = round(result["recall@10"], 2)
+        entry[f"scifact{suffix}_spec"] = result["spec"]
+        print(f"{model:17s} {setting:10s} SciFact{suffix} nDCG@10 {result['ndcg@10']:6.2f}")
+
+
+def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
+    """What the table lacks, and why."""
+    missing = []
+    selected = report.get("selected", {}).get("setting")
+    for name in SMOLLM2_SETTINGS:
+        entry = report["rows"].get(f"smollm2/{name}", {})
+        if "sts_b_test_spearman" not in entry:
+            missing.append({"what": f"smollm2/{name} STS-B", "why": "the sts step was not run"})
+        if "scifact_ndcg@10" not in entry:
+            why = (
+                "SciFact is ~1.3M tokens per setting for SmolLM2 (~20 min each at ~1,100 "
+                "tokens/s on this shared 2-core CPU); only the setting selected on STS-B dev "
+                "is run"
+                if name != selected
+                else "selected on STS-B dev, but the scifact-smollm2 step has not been run "
+                "(about 20+ min of CPU on this shared machine)"
+            )
+            missing.append({"what": f"smollm2/{name} SciFact", "why": why})
+    if "scifact_ndcg@10" not in report["rows"].get("all-minilm-l6-v2/mean", {}):
+        missing.append({"what": "all-minilm-l6-v2 SciFact", "why": "step not run yet"})
+    missing.append(
+        {
+            "what": "static backend (WordLlama)",
+            "why": "llmvec has no static backend yet (src/llmvec/backends/static.py missing)",
+        }
+    )
+    return missing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps", nargs="+", choices=STEPS, default=["sts", "scifact-minilm"], help="what to run"
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    report = load_report()
+    if "sts" in args.steps:
+        run_sts(report)
+    if "scifact-minilm" in args.steps:
+        run_scifact(report, "all-minilm-l6-v2", "mean", MINILM_SETTING, instructed=False)
+    if "scifact-smollm2" in args.steps:
+        if "selected" not in report:
+            raise SystemExit("run the sts step first: the SmolLM2 setting is chosen on STS-B dev")
+        best = report["selected"]["setting"]
+        run_scifact(report, "smollm2", best, SMOLLM2_SETTINGS[best], instructed=True)
+    report.update(
+        published=PUBLISHED,
+        scifact_instruction=SCIFACT_INSTRUCTION,
+        machine={"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        threads=args.threads,
+        not_run=not_run(report),
+    )
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {OUTPUT}")
+
+
+if __name__ == "__main__":
+    main()
