@@ -2,9 +2,9 @@
 
 Readers for the two public layouts used by the benchmarks (the STS Benchmark's tab-separated
 files and BEIR's ``corpus.jsonl`` / ``queries.jsonl`` / ``qrels/<split>.tsv`` folders) and two
-evaluators that run an :class:`~llmvec.Encoder` over them. Metrics come from trusted libraries:
-``scipy.stats.spearmanr`` for STS and ``pytrec_eval`` (the TREC evaluation tool, as BEIR uses)
-for retrieval.
+evaluators that run an :class:`~llmvec.Encoder` over them; retrieval searches llmvec's own
+:class:`~llmvec.index.FaissIndex`. Metrics come from trusted libraries: ``scipy.stats.spearmanr``
+for STS and ``pytrec_eval`` (the TREC evaluation tool, as BEIR uses) for retrieval.
 """
 
 from __future__ import annotations
