@@ -8,3 +8,6 @@ ruff check .
 ruff format --check .
 mypy
 python -m pytest -q -p no:cacheprovider
+# The integration packages keep their own tests and pytest settings (asyncio_mode = auto).
+python -m pytest -q -p no:cacheprovider integrations/langchain
+python -m pytest -q -p no:cacheprovider integrations/llama-index

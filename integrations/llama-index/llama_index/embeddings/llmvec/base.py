@@ -8,12 +8,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.base.embeddings.base import (
-    DEFAULT_EMBED_BATCH_SIZE,
-    BaseEmbedding,
-    Embedding,
-)
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE
 
 from llmvec import EmbeddingSpec, Encoder
 from llmvec.encoder import as_text_list
@@ -80,14 +77,16 @@ class LLMVecEmbedding(BaseEmbedding):
             name: kwargs.pop(name) for name in list(kwargs) if name in BaseEmbedding.model_fields
         }
         if encoder is None:
-            chosen = {
+            chosen: dict[str, Any] = {
                 "model": model_name,
                 "query_instruction": query_instruction,
                 "document_instruction": text_instruction,
             }
             encoder = Encoder(
                 **{name: value for name, value in chosen.items() if value is not None},
-                batch_size=embed_batch_size or DEFAULT_EMBED_BATCH_SIZE,
+                batch_size=DEFAULT_EMBED_BATCH_SIZE
+                if embed_batch_size is None
+                else embed_batch_size,
                 **kwargs,
             )
         elif not isinstance(encoder, Encoder):
@@ -108,11 +107,15 @@ class LLMVecEmbedding(BaseEmbedding):
                     f"pass either an encoder or encoder arguments, not both (got encoder="
                     f"{encoder!r} and {conflicting})"
                 )
+        # This class's own fields go in a dict: type checkers only know BaseEmbedding's.
+        own_fields: dict[str, Any] = {
+            "query_instruction": encoder.query_instruction,
+            "text_instruction": encoder.document_instruction,
+        }
         super().__init__(
             model_name=encoder.model_name,
-            embed_batch_size=embed_batch_size or encoder.batch_size,
-            query_instruction=encoder.query_instruction,
-            text_instruction=encoder.document_instruction,
+            embed_batch_size=encoder.batch_size if embed_batch_size is None else embed_batch_size,
+            **own_fields,
             **base_fields,
         )
         self._encoder = encoder
