@@ -221,8 +221,7 @@ class QdrantIndex(BaseIndex):
                 raise FileNotFoundError(f"{what} does not exist")
             stored = _parse_config(engine.read_config(), what)
         finally:
-            if client is None:
-                engine.close()
+            engine.close()
         if encoder is not None:
             check_spec(stored["spec"], encoder.spec, what=what)
         return cls(
@@ -382,6 +381,7 @@ def _connect(
     if engine == "edge":
         assert path is not None
         return EdgeEngine(path, collection)
+    owns_client = client is None
     if client is None:
         from qdrant_client import QdrantClient
 
@@ -391,7 +391,7 @@ def _connect(
             client = QdrantClient(url=url, api_key=api_key)
         else:
             client = QdrantClient(location=location or ":memory:")
-    return ClientEngine(client, collection)
+    return ClientEngine(client, collection, owns_client)
 
 
 def _claim_directory(path: Path, engine: str) -> None:

@@ -168,12 +168,13 @@ class ClientEngine(Engine):
     llmvec's config lives in the collection's metadata (Qdrant 1.16+ / qdrant-client 1.16+).
     """
 
-    def __init__(self, client: Any, collection: str) -> None:
+    def __init__(self, client: Any, collection: str, owns_client: bool) -> None:
         from qdrant_client import models
 
         self.types = models
         self.client = client
         self.collection = collection
+        self.owns_client = owns_client  # a client the caller passed in stays open
 
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
@@ -233,7 +234,8 @@ class ClientEngine(Engine):
                 return
 
     def close(self) -> None:
-        self.client.close()
+        if self.owns_client:
+            self.client.close()
 
     def _prefetch(
         self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
