@@ -4,6 +4,8 @@ and on the url= path against a loopback stand-in server (the only mocked part)."
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -333,3 +335,14 @@ def test_bad_input_changes_nothing(tmp_path: Path, data: np.ndarray, engine: str
     with pytest.raises(FileNotFoundError):
         QdrantIndex.load(tmp_path / "missing")
     assert _files(root) == snapshot
+
+
+def test_example_script_runs_offline() -> None:
+    script = Path(__file__).resolve().parent.parent / "examples" / "qdrant_binary_index.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "stored as binary" in result.stdout
+    assert "honeybees.md#0" in result.stdout and "tides.md#0" in result.stdout
