@@ -98,7 +98,9 @@ def test_index_and_search_with_the_default_model(
 ) -> None:
     store = f"faiss:{tmp_path / 'demo'}"
     code, out, _ = _run(capsys, "index", str(EXAMPLES), "--store", store)
-    assert code == 0 and out.strip() == f"indexed 8 chunks from 8 files into {store} (8 in store)"
+    files = len(example_texts())
+    expected = f"indexed {files} chunks from {files} files into {store} ({files} in store)"
+    assert code == 0 and out.strip() == expected
     question = "How do bees tell each other where the flowers are?"
     code, out, _ = _run(capsys, "search", question, "--store", store, "-k", "3")
     hits = _hits(out)
@@ -143,7 +145,7 @@ def test_qdrant_server_store(
         store = f"qdrant+{server.url}/notes"
         model = ["--model", "all-minilm-l6-v2"]
         code, out, _ = _run(capsys, "index", str(EXAMPLES), "--store", store, *model)
-        assert code == 0 and "(8 in store)" in out
+        assert code == 0 and f"({len(example_texts())} in store)" in out
         code, out, _ = _run(capsys, "search", "rule of 72", "--store", store, "-k", "2")
         assert code == 0 and _hits(out)[0][2] == "compound_interest.txt"
         assert any(path == "/collections/notes" for _, path, _ in server.requests)

@@ -190,8 +190,9 @@ def test_save_load_round_trip(tmp_path: Path, data: np.ndarray, precision: str, 
 def test_text_index_with_a_real_encoder(tmp_path: Path, minilm: llmvec.Encoder) -> None:
     texts = example_texts()
     index = llmvec.FaissIndex(minilm, precision="binary", rescore_dtype="float32")
-    ids = index.add(list(texts.values()), ids=list(texts), metadata=[{"n": i} for i in range(8)])
-    assert ids == list(texts) and len(index) == 8
+    metadata = [{"n": i} for i in range(len(texts))]
+    ids = index.add(list(texts.values()), ids=list(texts), metadata=metadata)
+    assert ids == list(texts) and len(index) == len(texts)
     hits = index.search("How do bees tell each other where the flowers are?", k=3)
     assert hits[0].id == "honeybees.md" and hits[0].text == texts["honeybees.md"]
     # Scores are the exact cosine similarities of the encoder's vectors.
