@@ -318,6 +318,7 @@ def test_bad_input_changes_nothing(tmp_path: Path, data: np.ndarray, engine: str
         (lambda: index.add_embeddings(data[:1], ids=[{"a": 1}]), "invalid id"),
         (lambda: index.add_embeddings(data[:1], metadata=[{"when": object()}]), "JSON"),
         (lambda: index.search(data[0], k=0), "k must be a positive integer"),
+        (lambda: index.search(data[0], filter={"group": 1.5}), "str, int or bool"),
     ]:
         with pytest.raises(ValueError, match=message):
             call()

@@ -271,6 +271,12 @@ class QdrantIndex(BaseIndex):
     def _search(
         self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
     ) -> list[list[Hit]]:
+        for key, values in (filter or {}).items():
+            for value in values:
+                if isinstance(value, float):
+                    raise ValueError(
+                        f"Qdrant matches str, int or bool values exactly; got {value!r} for {key!r}"
+                    )
         named = {FULL_VECTOR: queries}
         named.update({vector_name(d): truncate(queries, d) for d in self.matryoshka_dims})
         per_query = [
