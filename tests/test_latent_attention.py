@@ -107,12 +107,17 @@ def test_random_heads_are_reproducible_and_seeded() -> None:
     assert not torch.equal(first["latents"], other["latents"])
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])  # True: NV-Embed's full recipe
 def test_encoder_pools_text_tokens_only_and_warns_when_untrained(
-    tiny_llama: Path, caplog: pytest.LogCaptureFixture
+    tiny_llama: Path, caplog: pytest.LogCaptureFixture, bidirectional: bool
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="llmvec.latent_attention"):
         encoder = Encoder(
-            str(tiny_llama), pooling="latent_attention", query_instruction=INSTRUCTION
+            str(tiny_llama),
+            pooling="latent_attention",
+            query_instruction=INSTRUCTION,
+            instruction_format="nv-embed",
+            bidirectional=bidirectional,
         )
     assert "untrained, randomly initialised head" in caplog.text
     assert dict(encoder.spec.extra)["latent_attention"] == "random-seed-0"

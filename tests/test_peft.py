@@ -96,7 +96,7 @@ def test_merged_adapters_match_a_hand_merged_model(tiny_llama: Path, adapters: l
 def test_adapters_are_part_of_the_model_identity(tiny_llama: Path, adapters: list[Path]) -> None:
     plain = Encoder(str(tiny_llama), bidirectional=True)
     one = Encoder(str(tiny_llama), adapters=[str(adapters[0])], bidirectional=True)
-    two = Encoder(str(tiny_llama), adapters=[str(path) for path in adapters], bidirectional=True)
+    two = Encoder(str(tiny_llama), adapters=adapters, bidirectional=True)  # Paths work too
     revisions = {e.spec.model_revision for e in (plain, one, two)}
     assert len(revisions) == 3
     assert one.spec.differences(two.spec) == ["model_revision"]

@@ -8,6 +8,7 @@ Weights are read from ``adapter_model.safetensors`` only (no pickled ``.bin`` fi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,17 +23,17 @@ ADAPTER_CONFIG = "adapter_config.json"
 _PEFT_PREFIX = "base_model.model."
 
 
-def adapter_directory(adapter: str) -> Path:
+def adapter_directory(adapter: str | os.PathLike[str]) -> Path:
     """A local folder holding the adapter's config and safetensors weights (hub ids download
     just those two files)."""
-    if not isinstance(adapter, str) or not adapter:
+    if not isinstance(adapter, (str, os.PathLike)) or not str(adapter):
         raise TypeError(f"an adapter must be a folder path or a hub id, got {adapter!r}")
     path = Path(adapter).expanduser()
     if not path.exists():
         from huggingface_hub import hf_hub_download
 
-        config = hf_hub_download(adapter, ADAPTER_CONFIG)
-        hf_hub_download(adapter, ADAPTER_WEIGHTS)
+        config = hf_hub_download(str(adapter), ADAPTER_CONFIG)
+        hf_hub_download(str(adapter), ADAPTER_WEIGHTS)
         path = Path(config).parent
     missing = [name for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS) if not (path / name).is_file()]
     if missing:
@@ -56,7 +57,7 @@ def _key_mapping(model: nn.Module, directory: Path) -> dict[str, str] | None:
     return None
 
 
-def resolve_adapters(adapters: Sequence[str]) -> list[Path]:
+def resolve_adapters(adapters: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Validate a list of adapters and turn each into a local folder."""
     if isinstance(adapters, str) or not isinstance(adapters, Sequence):
         raise TypeError(f"adapters must be a list of folder paths or hub ids, got {adapters!r}")

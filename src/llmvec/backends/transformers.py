@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,7 +124,7 @@ class TransformersBackend:
         dtype: str | torch.dtype = "auto",
         quantization: str | None = None,
         bidirectional: bool = False,
-        adapters: Sequence[str] | None = None,
+        adapters: Sequence[str | os.PathLike[str]] | None = None,
         trust_remote_code: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         **from_pretrained_kwargs: Any,

@@ -1,0 +1,106 @@
+"""bitsandbytes 8-bit and 4-bit (NF4) through the transformers backend.
+
+These run wherever bitsandbytes can quantize on the current device: its CPU backend (0.48+) or
+CUDA. Elsewhere they are skipped, naming what failed. Argument checks run everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from llmvec import Encoder
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "Paris",
+    "Scientists found that proteins fold; stock markets fell 3% on Monday.",
+    "Query: what is the capital of France?",
+]
+
+
+def _bitsandbytes_problem() -> str | None:
+    """Why bitsandbytes cannot quantize here, or ``None`` when it can (4-bit and 8-bit)."""
+    try:
+        import bitsandbytes.functional as bnb_functional
+    except Exception as error:  # ImportError, or a broken native library
+        return f"bitsandbytes is not importable: {error}"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        weights = torch.randn(64, 64, device=device)
+        packed, state = bnb_functional.quantize_4bit(weights, quant_type="nf4")
+        restored = bnb_functional.dequantize_4bit(packed, state)
+        codes, scales, _ = bnb_functional.int8_vectorwise_quant(weights.half())
+    except Exception as error:
+        return f"bitsandbytes cannot quantize on {device}: {type(error).__name__}: {error}"
+    if restored.shape != weights.shape or codes.dtype != torch.int8 or scales.numel() != 64:
+        return f"bitsandbytes on {device} returned unexpected shapes"
+    return None
+
+
+PROBLEM = _bitsandbytes_problem()
+needs_bitsandbytes = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
+
+
+@pytest.fixture(scope="module")
+def full_precision(tiny_llama: Path) -> np.ndarray:
+    return Encoder(str(tiny_llama), pooling="mean").encode(TEXTS)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_bitsandbytes() -> None:
+    # One warning per 8-bit matmul when inputs are float32.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+@needs_bitsandbytes
+@pytest.mark.parametrize(
+    ("mode", "layer_type", "min_cosine"),
+    [("8bit", "Linear8bitLt", 0.995), ("4bit", "Linear4bit", 0.95)],
+)
+def test_quantized_vectors_stay_close_to_full_precision(
+    tiny_llama: Path, full_precision: np.ndarray, mode: str, layer_type: str, min_cosine: float
+) -> None:
+    encoder = Encoder(str(tiny_llama), pooling="mean", quantization=mode)
+    assert type(encoder.backend.layers[0].self_attn.q_proj).__name__ == layer_type
+    vectors = encoder.encode(TEXTS)
+    assert np.isfinite(vectors).all()
+    cosine = np.sum(vectors * full_precision, axis=1)
+    assert cosine.min() > min_cosine
+    assert cosine.min() < 0.99999  # quantization really happened
+    batched_alone = np.concatenate([encoder.encode(text) for text in TEXTS])
+    np.testing.assert_allclose(vectors, batched_alone, atol=1e-3)
+
+
+@needs_bitsandbytes
+def test_a_user_quantization_config_is_passed_through(tiny_llama: Path) -> None:
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4")
+    encoder = Encoder(str(tiny_llama), quantization_config=config)
+    state = encoder.backend.layers[0].self_attn.q_proj.weight.quant_state
+    assert state.quant_type == "fp4"
+    nf4 = Encoder(str(tiny_llama), quantization="4bit")
+    assert nf4.backend.layers[0].self_attn.q_proj.weight.quant_state.quant_type == "nf4"
+    assert not np.array_equal(encoder.encode(TEXTS), nf4.encode(TEXTS))
+
+
+@needs_bitsandbytes
+def test_quantized_model_runs_bidirectional(tiny_llama: Path) -> None:
+    encoder = Encoder(str(tiny_llama), quantization="8bit", bidirectional=True)
+    assert np.isfinite(encoder.encode(TEXTS)).all()
+
+
+def test_quantization_arguments_are_checked(tiny_llama: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown quantization '3bit'; allowed: \['4bit', '8bit'\]"
+    ):
+        Encoder(str(tiny_llama), quantization="3bit")
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with pytest.raises(ValueError, match=r"cannot be combined with the GGUF file 'model\.gguf'"):
+        Encoder(str(gguf), quantization="4bit")
