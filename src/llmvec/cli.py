@@ -13,12 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
 from llmvec.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    from llmvec.documents import Chunk
     from llmvec.encoder import Encoder
 
 logger = logging.getLogger("llmvec.cli")
@@ -71,21 +72,26 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
 
 
+def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The Encoder keyword arguments that :func:`add_encoder_arguments` describes."""
+    return {
+        "model": args.model,
+        "device": args.device,
+        "pooling": args.pooling,
+        "template": args.template,
+        "layer": args.layer,
+        "max_length": args.max_length,
+        "truncate_dim": args.truncate_dim,
+        "query_instruction": args.query_instruction,
+        "batch_size": args.batch_size,
+    }
+
+
 def encoder_from_args(args: argparse.Namespace) -> Encoder:
     """Build the encoder that :func:`add_encoder_arguments` describes."""
     from llmvec.encoder import Encoder
 
-    return Encoder(
-        args.model,
-        device=args.device,
-        pooling=args.pooling,
-        template=args.template,
-        layer=args.layer,
-        max_length=args.max_length,
-        truncate_dim=args.truncate_dim,
-        query_instruction=args.query_instruction,
-        batch_size=args.batch_size,
-    )
+    return Encoder(**encoder_kwargs(args))
 
 
 def _progress_arguments(parser: argparse.ArgumentParser) -> None:
@@ -156,6 +162,17 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--whole-files", action="store_true", help="one document per file, no chunking"
     )
+    ray = parser.add_argument_group("ray (pip install 'llmvec[ray]')")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="encode on a Ray cluster: its address (HOST:PORT, ray://HOST:PORT, auto), or none "
+        "for a new local one; a Qdrant server store is written by the workers",
+    )
+    ray.add_argument("--actors", type=int, default=1, help="encoder actors on Ray (1)")
+    ray.add_argument("--gpus-per-actor", type=float, help="GPUs each Ray actor reserves")
     add_encoder_arguments(parser)
     _progress_arguments(parser)
 
@@ -172,6 +189,8 @@ def run_index(args: argparse.Namespace) -> int:
     chunks = load_chunks(args.source, None if args.whole_files else args.chunk_chars)
     if not chunks:
         raise ValueError(f"no .txt or .md text found in {str(args.source)!r}")
+    if args.ray is not None:
+        return _index_on_ray(args, chunks)
     encoder = encoder_from_args(args)
     index = create_store(store, encoder, args.precision)
     show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -189,6 +208,32 @@ def run_index(args: argparse.Namespace) -> int:
     finish_store(index, store)
     files = len({c.source for c in chunks})
     print(f"indexed {len(chunks)} chunks from {files} files into {args.store} ({total} in store)")
+    return 0
+
+
+def _index_on_ray(args: argparse.Namespace, chunks: list[Chunk]) -> int:
+    """``llmvec index --ray``: the same chunks encoded by Ray Data actors (Ray reports the
+    progress) and written by :func:`llmvec.ray.index_dataset`."""
+    import ray.data
+
+    from llmvec.ray import Columns, connect, index_dataset
+
+    connect(args.ray)
+    if args.progress is not None:
+        ray.data.DataContext.get_current().enable_progress_bars = args.progress
+    dataset = ray.data.from_items([{"id": c.id, "text": c.text, **c.metadata} for c in chunks])
+    written = index_dataset(
+        dataset,
+        args.store,
+        encoder_kwargs(args),
+        precision=args.precision,
+        columns=Columns(metadata=tuple(chunks[0].metadata)),
+        concurrency=args.actors,
+        num_gpus=args.gpus_per_actor,
+        batch_size=args.batch_size * 4,
+    )
+    files = len({c.source for c in chunks})
+    print(f"indexed {written} chunks from {files} files into {args.store} on Ray")
     return 0
 
 
@@ -341,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as error:
         print(f"llmvec: error: {error}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -377,6 +378,52 @@ class FaissIndex(BaseIndex):
             raise ValueError(f"{what} is corrupt: its FAISS index has dimension {self._index.d}")
         if self.rescore and self._vectors.shape[1] != self.dim:
             raise ValueError(f"{what} is corrupt: rescoring vectors of the wrong dimension")
+
+
+def merge(shards: Sequence[FaissIndex | str | os.PathLike[str]], **options: Any) -> FaissIndex:
+    """One index holding the documents of float32 ``shards`` (indexes or saved directories),
+    such as those Ray workers write (:func:`llmvec.ray.write_faiss_shards`).
+
+    The shards must share one spec. Their exact vectors are added in a single call, shard after
+    shard, so the result (int8 calibration and IVF training included) is what one
+    ``add_embeddings`` of all the documents builds. ``options`` are :class:`FaissIndex`'s
+    (``precision``, ``kind``...). An id found in several shards keeps its last copy.
+    """
+    loaded = [s if isinstance(s, FaissIndex) else FaissIndex.load(s) for s in shards]
+    if not loaded:
+        raise ValueError("merge needs at least one shard")
+    spec = loaded[0].spec
+    documents: dict[Id, tuple[np.ndarray, str | None, dict[str, Any]]] = {}
+    for position, shard in enumerate(loaded):
+        if shard.precision != "float32":
+            raise ValueError(
+                f"shard {position} has precision {shard.precision!r}; merging needs float32 "
+                "shards (their exact vectors)"
+            )
+        differing = spec.differences(shard.spec)
+        if differing:
+            raise ValueError(
+                f"shard {position}'s EmbeddingSpec differs from shard 0's in {differing}"
+            )
+        labels = sorted(shard._documents)
+        if not labels:
+            continue
+        vectors = shard._index.reconstruct_batch(np.asarray(labels, dtype=np.int64))
+        for label, vector in zip(labels, vectors, strict=True):
+            doc_id, text, metadata = shard._documents[label]
+            documents.pop(doc_id, None)  # the last copy wins, in its own position
+            documents[doc_id] = (vector, text, metadata)
+    merged = FaissIndex(spec=spec, **options)
+    if documents:
+        rows = list(documents.values())
+        merged.add_embeddings(
+            np.stack([vector for vector, _, _ in rows]),
+            ids=list(documents),
+            texts=[text for _, text, _ in rows],
+            metadata=[metadata for _, _, metadata in rows],
+        )
+    logger.info("merged %d shards into %d documents", len(loaded), len(merged))
+    return merged
 
 
 def _read_faiss(path: Path, precision: str, what: str, required: bool) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llmvec.index.base import BaseIndex
+from llmvec.index.base import BaseIndex, check_spec
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
@@ -95,15 +95,20 @@ def open_store(store: Store, encoder: Encoder | None = None) -> BaseIndex:
     return QdrantIndex.load(store.path, encoder, collection=store.collection, url=store.url)
 
 
-def create_store(store: Store, encoder: Encoder, precision: str, **options: Any) -> BaseIndex:
+def create_store(
+    store: Store, encoder: Encoder | None, precision: str, **options: Any
+) -> BaseIndex:
     """A new index for ``store``, or the existing one after checking that its spec and precision
-    match ``encoder`` and ``precision``."""
+    match ``encoder`` and ``precision``. ``encoder`` may be ``None`` when ``options`` give the
+    vectors' ``spec`` (vectors computed elsewhere, as on Ray)."""
     check_store_precision(store, precision)
     if store.family == "faiss":
         from llmvec.index.faiss import FaissIndex
 
         if store.exists:
             index = open_store(store, encoder)
+            if encoder is None and options.get("spec") is not None:
+                check_spec(index.spec, options["spec"], what=f"store {store.path}")
             if index.spec.precision != precision:
                 raise ValueError(
                     f"store {store.path} holds precision {index.spec.precision!r}, not "
