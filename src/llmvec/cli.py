@@ -151,7 +151,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         default="float32",
         choices=["float32", "int8", "binary"],
-        help="stored precision; binary and int8 rescore with kept float vectors (float32)",
+        help="stored precision (default: float32); int8 and binary rescore with float vectors",
     )
     parser.add_argument(
         "--chunk-chars",
@@ -241,7 +241,7 @@ def _index_on_ray(args: argparse.Namespace, chunks: list[Chunk]) -> int:
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the search text")
     parser.add_argument("--store", required=True, help=_STORE_HELP)
-    parser.add_argument("-k", type=int, default=5, help="number of hits (5)")
+    parser.add_argument("-k", type=int, default=5, metavar="N", help="number of hits (default: 5)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
 
 
