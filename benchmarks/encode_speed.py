@@ -130,6 +130,7 @@ def main() -> None:
     import llmvec
 
     revision = source_revision()  # before encoding: the code that is imported now
+    load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
     folder = hf_folder(args.cache_dir)
     texts = sentences(args.sentences)
@@ -185,6 +186,8 @@ def main() -> None:
             "torch": torch.__version__,
             "transformers": version("transformers"),
         },
+        # Other processes on the machine slow both libraries; ratios are from the same run.
+        "load_average_1_5_15_min": {"start": load_before, "end": os.getloadavg()},
         "machine": {
             "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
