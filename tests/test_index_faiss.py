@@ -204,6 +204,10 @@ def test_text_index_with_a_real_encoder(tmp_path: Path, minilm: llmvec.Encoder) 
     loaded = FaissIndex.load(tmp_path / "bees", encoder=minilm)
     batch = loaded.search(["fixing a punctured tyre", "why the sea rises twice a day"], k=1)
     assert [b[0].id for b in batch] == ["bicycle_repair.txt", "tides.md"]
+    # Without an encoder, the first text query builds one from the stored spec.
+    alone = FaissIndex.load(tmp_path / "bees")
+    assert alone.search("rule of 72", k=1)[0].id == "compound_interest.txt"
+    assert alone.encoder.spec == minilm.spec
 
 
 def test_load_refuses_a_different_encoder(tmp_path: Path, minilm: llmvec.Encoder) -> None:
