@@ -23,6 +23,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+# `ray start` clusters require a token (kept in ~/.ray/auth_token); drivers must ask for it.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The stand-in Qdrant server of the main suite (a Qdrant server cannot be installed here).
@@ -113,7 +115,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--include-dashboard=false",
         "--disable-usage-stats",
     ]
-    head = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # On SIGTERM the head drains its node first, 30 s by default: nothing runs by then.
+    environment = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "5"}
+    head = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
+    )
     address = f"127.0.0.1:{port}"
     try:
         _wait_for_port(port, head, timeout=180)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,8 @@ DEFAULT_PORT = 6379
 CONNECT_TIMEOUT = 5.0
 #: Addresses that ``ray.init`` resolves itself (the current cluster, a new local one).
 _RESOLVED_BY_RAY = ("auto", "local")
+#: Ray's switch for token authentication (``token`` or ``disabled``).
+AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 
 
 def connect(address: str | None = None, **init_options: Any) -> None:
@@ -34,7 +37,16 @@ def connect(address: str | None = None, **init_options: Any) -> None:
         return
     if address is not None and address not in _RESOLVED_BY_RAY:
         check_reachable(address)
-    ray.init(address=address, **init_options)
+    try:
+        ray.init(address=address, **init_options)
+    except ConnectionError as error:
+        if address is None or os.environ.get(AUTH_MODE_VARIABLE) is not None:
+            raise
+        # A cluster started with `ray start` requires its token; Ray's message does not say so.
+        raise ConnectionError(
+            f"{error}. If the cluster uses token authentication (the default of `ray start`), "
+            f"set {AUTH_MODE_VARIABLE}=token here and give its token (~/.ray/auth_token)"
+        ) from error
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
