@@ -24,14 +24,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("llmvec.cli")
 
+#: Embedded Qdrant in a folder of the working directory: no server, nothing to set up.
+DEFAULT_STORE = "qdrant:llmvec-store"
 _STORE_HELP = (
     "where the index lives: faiss:PATH, qdrant:PATH (Qdrant embedded), qdrant-edge:PATH "
-    "(Qdrant Edge, in-process) or qdrant+http://HOST:PORT/COLLECTION (a Qdrant server)"
+    "(Qdrant Edge, in-process) or qdrant+http://HOST:PORT/COLLECTION (a Qdrant server); "
+    f"default: {DEFAULT_STORE}"
 )
 _EPILOG = """\
 examples:
+  llmvec index examples/data
+  llmvec search "how do bees communicate?" -k 3
   llmvec index examples/data --store faiss:/tmp/llmvec-demo
-  llmvec search "how do bees communicate?" --store faiss:/tmp/llmvec-demo -k 3
   llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
   llmvec encode "a sentence" "another one" --output vectors.npy
 """
@@ -146,7 +150,7 @@ def run_encode(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- index
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="folder (or file) of .txt / .md documents")
-    parser.add_argument("--store", required=True, help=_STORE_HELP)
+    parser.add_argument("--store", default=DEFAULT_STORE, help=_STORE_HELP)
     parser.add_argument(
         "--precision",
         default="float32",
@@ -240,7 +244,7 @@ def _index_on_ray(args: argparse.Namespace, chunks: list[Chunk]) -> int:
 # ---------------------------------------------------------------------- search
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the search text")
-    parser.add_argument("--store", required=True, help=_STORE_HELP)
+    parser.add_argument("--store", default=DEFAULT_STORE, help=_STORE_HELP)
     parser.add_argument("-k", type=int, default=5, metavar="N", help="number of hits (default: 5)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
 
@@ -384,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # transformers' own weight-loading bars would bury the command's output.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         return int(args.run(args))
     except (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as error:
