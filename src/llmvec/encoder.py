@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmvec import pooling as pooling_functions
-from llmvec.backends import Backend, load_backend
+from llmvec.backends import Backend, PooledBackend, load_backend
 from llmvec.backends.base import PrefixCachingBackend, PrefixState
 from llmvec.inputs import InputBuilder, TokenizedText
 from llmvec.latent_attention import LatentAttentionPooling, build_head
@@ -115,8 +115,10 @@ class Encoder:
     Args:
         model: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
             directory or a ``.gguf`` file.
-        backend: ``transformers``, or ``static`` (averages of a token-vector codebook, e.g.
-            ``Encoder("wordllama", backend="static")``).
+        backend: ``transformers``, ``static`` (averages of a token-vector codebook, e.g.
+            ``Encoder("wordllama", backend="static")``) or ``vllm`` (vLLM's pooling runner:
+            last layer, ``last_token`` / ``eos_token`` / ``mean`` / ``first_token``; see
+            :mod:`llmvec.backends.vllm`).
         device: ``None`` picks cuda, then mps, then cpu.
         dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
         quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
@@ -144,7 +146,8 @@ class Encoder:
             :class:`~llmvec.latent_attention.LatentAttentionPooling` or NV-Embed's); without
             them the head is random (seed 0) and a warning is logged.
         **backend_kwargs: passed to the backend (for transformers: ``attn_implementation``,
-            ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...).
+            ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...;
+            for vLLM: ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``...).
     """
 
     def __init__(
@@ -188,7 +191,7 @@ class Encoder:
             if instruction is not None and not isinstance(instruction, str):
                 raise TypeError(f"{name} must be a string or None, got {instruction!r}")
         self.model_name = model
-        self.backend: Backend = load_backend(
+        self.backend: Backend | PooledBackend = load_backend(
             backend,
             model,
             device=device,
@@ -226,6 +229,9 @@ class Encoder:
             add_bos=add_bos,
             pool_prefix_specials=not self.backend.is_decoder,
         )
+        if isinstance(self.backend, PooledBackend):
+            # Unsupported recipes fail here, before the engine starts.
+            self.backend.check(self.tokenize("probe"), self.recipe.pooling, self.recipe.layer)
 
     # ------------------------------------------------------------------ description
     @property
@@ -377,11 +383,15 @@ class Encoder:
             template=template_wrapper(recipe.template),
             append_eos=recipe.pooling == "eos_token",
         )
+        if show_progress is None:
+            show_progress = sys.stderr.isatty() and len(texts) > batch_size
+        if isinstance(self.backend, PooledBackend):
+            # The engine batches and pools by itself.
+            pooled = self.backend.embed(tokenized, recipe.pooling, recipe.layer, show_progress)
+            return self._finish(pooled, normalize)
         batches = plan_batches(
             [len(t.ids) for t in tokenized], batch_size, self.max_tokens_per_batch
         )
-        if show_progress is None:
-            show_progress = sys.stderr.isatty() and len(texts) > batch_size
         output = torch.empty((len(texts), self.dim), dtype=torch.float32)
         with (
             torch.inference_mode(),
@@ -392,13 +402,17 @@ class Encoder:
             shared = self._shared_prefix(tokenized, recipe, prefix)
             for positions in batches:
                 pooled = self._encode_batch([tokenized[i] for i in positions], recipe, shared)
-                if self.truncate_dim is not None:
-                    pooled = pooled[:, : self.truncate_dim]
-                if normalize:
-                    pooled = F.normalize(pooled, p=2.0, dim=-1)
-                output[positions] = pooled.to("cpu", torch.float32)
+                output[positions] = self._finish(pooled, normalize)
                 progress.update(len(positions))
         return output
+
+    def _finish(self, pooled: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Matryoshka truncation, then L2 normalisation; float32 on the CPU."""
+        if self.truncate_dim is not None:
+            pooled = pooled[:, : self.truncate_dim]
+        if normalize:
+            pooled = F.normalize(pooled, p=2.0, dim=-1)
+        return pooled.to("cpu", torch.float32)
 
     def _shared_prefix(
         self, tokenized: list[TokenizedText], recipe: Recipe, prefix: str
@@ -436,6 +450,7 @@ class Encoder:
     def _encode_batch(
         self, batch: list[TokenizedText], recipe: Recipe, shared: PrefixState | None
     ) -> torch.Tensor:
+        assert isinstance(self.backend, Backend), "a pooled backend has no hidden states"
         skip = 0 if shared is None else len(shared.ids)
         input_ids, attention_mask, pool_mask = self._pad(batch, skip)
         new_ids = input_ids[:, skip:]

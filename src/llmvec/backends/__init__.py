@@ -1,15 +1,16 @@
-"""Engines that turn token ids into hidden states of one layer, behind one small protocol."""
+"""Engines that turn token ids into hidden states of one layer (or, with their own pooler, into
+pooled vectors), behind two small protocols."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llmvec.backends.base import Backend
+from llmvec.backends.base import Backend, PooledBackend
 
-BACKENDS = ("transformers", "static")
+BACKENDS = ("transformers", "static", "vllm")
 
 
-def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
+def load_backend(name: str, model: str, **kwargs: Any) -> Backend | PooledBackend:
     """Build the backend called ``name`` for ``model``; unknown names are a ``ValueError``."""
     if name == "transformers":
         from llmvec.backends.transformers import TransformersBackend
@@ -19,7 +20,11 @@ def load_backend(name: str, model: str, **kwargs: Any) -> Backend:
         from llmvec.backends.static import StaticBackend
 
         return StaticBackend(model, **kwargs)
+    if name == "vllm":
+        from llmvec.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, **kwargs)
     raise ValueError(f"unknown backend {name!r}; allowed: {list(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "PooledBackend", "load_backend"]

@@ -1,17 +1,21 @@
-"""The protocol every token-level backend implements."""
+"""The protocols backends implement: token level (hidden states of one layer) or pooled (an
+engine with its own pooler)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from llmvec.inputs import TokenizedText
+
 
 @runtime_checkable
-class Backend(Protocol):
-    """Token ids in, hidden states of one layer out. Knows nothing of templates or pooling."""
+class ModelInfo(Protocol):
+    """What the encoder reads of every engine: its tokenizer and the model's shape."""
 
     name: str
     tokenizer: PreTrainedTokenizerBase
@@ -21,6 +25,11 @@ class Backend(Protocol):
     is_decoder: bool
     device: torch.device
     model_revision: str | None
+
+
+@runtime_checkable
+class Backend(ModelInfo, Protocol):
+    """Token ids in, hidden states of one layer out. Knows nothing of templates or pooling."""
 
     def hidden_states(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
@@ -58,4 +67,27 @@ class PrefixCachingBackend(Backend, Protocol):
     ) -> torch.Tensor:
         """As :meth:`Backend.hidden_states`; with ``prefix`` the inputs continue it and
         ``attention_mask`` covers only the new tokens."""
+        ...
+
+
+@runtime_checkable
+class PooledBackend(ModelInfo, Protocol):
+    """An engine with its own pooler (vLLM): token ids in, one vector per input out.
+
+    The encoder still builds the ids (template, instruction, BOS/EOS, truncation); the engine
+    pools over all of an input's tokens at the model's last layer, so only some recipes give
+    llmvec's vector. :meth:`check` tells which, before any work.
+    """
+
+    def check(self, inputs: Sequence[TokenizedText], pooling: str, layer: int) -> None:
+        """Raise ``ValueError`` naming the alternative unless the engine gives llmvec's vector
+        for ``pooling`` at ``layer`` (absolute) over ``inputs``, whose pooling starts at each
+        ``pool_start``."""
+        ...
+
+    def embed(
+        self, inputs: Sequence[TokenizedText], pooling: str, layer: int, show_progress: bool
+    ) -> torch.Tensor:
+        """Vectors ``(len(inputs), hidden_size)`` in float32 on the CPU, not normalised. Runs
+        :meth:`check` first."""
         ...
