@@ -76,20 +76,32 @@ def row(report: dict[str, Any], model: str, setting: str) -> dict[str, Any]:
     return entry
 
 
-def run_sts(report: dict[str, Any]) -> None:
-    """STS-B dev + test for every SmolLM2 recipe and MiniLM; select the best recipe on dev."""
-    configurations = [("smollm2", name, args) for name, args in SMOLLM2_SETTINGS.items()]
-    configurations.append(("all-minilm-l6-v2", "mean", MINILM_SETTING))
+def run_sts(report: dict[str, Any], threads: int, redo: bool) -> None:
+    """STS-B dev + test for MiniLM and every SmolLM2 recipe; select the best recipe on dev.
+
+    Rows that already have both figures are kept unless ``redo``; the JSON is written after
+    every figure, so an interrupted run keeps what it measured.
+    """
+    configurations = [("all-minilm-l6-v2", "mean", MINILM_SETTING)]
+    configurations += [("smollm2", name, args) for name, args in SMOLLM2_SETTINGS.items()]
     for model, setting, arguments in configurations:
-        encoder = Encoder(model, **arguments)
         entry = row(report, model, setting)
-        for split, path in (("dev", STS_DEV), ("test", STS_TEST)):
+        splits = [
+            (split, path)
+            for split, path in (("dev", STS_DEV), ("test", STS_TEST))
+            if redo or f"sts_b_{split}_spearman" not in entry
+        ]
+        if not splits:
+            continue
+        encoder = Encoder(model, **arguments)
+        for split, path in splits:
             start = time.perf_counter()
             result = evaluate_sts(encoder, path)
             entry[f"sts_b_{split}_spearman"] = round(result["spearman"], 2)
             entry[f"sts_b_{split}_seconds"] = round(time.perf_counter() - start, 1)
             entry["spec"] = result["spec"]
             print(f"{model:17s} {setting:10s} STS-B {split:4s} {result['spearman']:6.2f}")
+            save(report, threads)
         del encoder
     dev = {
         name: report["rows"][f"smollm2/{name}"]["sts_b_dev_spearman"] for name in SMOLLM2_SETTINGS
@@ -102,10 +114,16 @@ def run_sts(report: dict[str, Any]) -> None:
         "dev_spearman": dev,
     }
     print(f"selected on STS-B dev: smollm2/{best}")
+    save(report, threads)
 
 
 def run_scifact(
-    report: dict[str, Any], model: str, setting: str, arguments: dict[str, Any], instructed: bool
+    report: dict[str, Any],
+    model: str,
+    setting: str,
+    arguments: dict[str, Any],
+    instructed: bool,
+    threads: int,
 ) -> None:
     """SciFact nDCG@10 / recall@10; with ``instructed`` also with the e5 query instruction."""
     encoder = Encoder(model, **arguments)
@@ -121,6 +139,7 @@ def run_scifact(
         entry[f"scifact{suffix}_recall@10"] = round(result["recall@10"], 2)
         entry[f"scifact{suffix}_spec"] = result["spec"]
         print(f"{model:17s} {setting:10s} SciFact{suffix} nDCG@10 {result['ndcg@10']:6.2f}")
+        save(report, threads)
 
 
 def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
@@ -152,33 +171,48 @@ def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
     return missing
 
 
+def save(report: dict[str, Any], threads: int) -> None:
+    """Write the report with its context (published figures, machine, what was not run)."""
+    report.update(
+        published=PUBLISHED,
+        scifact_instruction=SCIFACT_INSTRUCTION,
+        machine={"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        threads=threads,
+        not_run=not_run(report),
+    )
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--steps", nargs="+", choices=STEPS, default=["sts", "scifact-minilm"], help="what to run"
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--redo", action="store_true", help="re-measure STS rows already done")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = load_report()
     if "sts" in args.steps:
-        run_sts(report)
+        run_sts(report, args.threads, args.redo)
     if "scifact-minilm" in args.steps:
-        run_scifact(report, "all-minilm-l6-v2", "mean", MINILM_SETTING, instructed=False)
+        run_scifact(
+            report,
+            "all-minilm-l6-v2",
+            "mean",
+            MINILM_SETTING,
+            instructed=False,
+            threads=args.threads,
+        )
     if "scifact-smollm2" in args.steps:
         if "selected" not in report:
             raise SystemExit("run the sts step first: the SmolLM2 setting is chosen on STS-B dev")
         best = report["selected"]["setting"]
-        run_scifact(report, "smollm2", best, SMOLLM2_SETTINGS[best], instructed=True)
-    report.update(
-        published=PUBLISHED,
-        scifact_instruction=SCIFACT_INSTRUCTION,
-        machine={"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
-        threads=args.threads,
-        not_run=not_run(report),
-    )
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+        run_scifact(
+            report, "smollm2", best, SMOLLM2_SETTINGS[best], instructed=True, threads=args.threads
+        )
+    save(report, args.threads)
     print(f"wrote {OUTPUT}")
 
 
