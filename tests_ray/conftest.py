@@ -7,11 +7,13 @@ with ``scripts/test_ray.sh``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,7 +89,7 @@ def local_ray() -> Iterator[None]:
     """Ray started inside this process with 2 CPUs, shut down after the module."""
     import ray
 
-    ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False)
+    ray.init("local", num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False)
     try:
         yield
     finally:
@@ -103,8 +105,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     port = free_port()
     log = (tmp_path_factory.mktemp("ray-head") / "head.log").open("w")
+    ray_command = str(Path(sys.executable).with_name("ray"))
+    # `ray start` requires the token to exist already; this creates it only when missing.
+    subprocess.run([ray_command, "get-auth-token", "--generate"], check=True, capture_output=True)
     command = [
-        str(Path(sys.executable).with_name("ray")),
+        ray_command,
         "start",
         "--head",
         "--block",
@@ -132,6 +137,16 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         log.close()
+        _forget_cluster(port)
+
+
+def _forget_cluster(port: int) -> None:
+    """Remove Ray's note of the current cluster if it names the one just stopped (`ray stop`
+    would, but it stops every Ray on the machine); a stale note sends ``ray.init()`` there."""
+    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    with contextlib.suppress(OSError):
+        if note.read_text().strip().endswith(f":{port}"):
+            note.unlink()
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -23,6 +23,7 @@ from llmvec.ray import (
     WriteQdrant,
     embed,
     write_faiss_shards,
+    write_index,
     write_qdrant,
 )
 from llmvec.ray.embed import actor_pool
@@ -66,6 +67,24 @@ def test_map_batches_pandas_with_a_spec_and_column_names(
     assert set(rows[0]) == {"doc", "body", "emb"}
     ids = [int(row["doc"]) for row in rows]
     assert_same_vectors(ids, np.stack([row["emb"] for row in rows]), reference[:300])
+
+
+def test_write_index_streams_into_qdrant_edge_in_the_driver(
+    tmp_path: Path, minilm: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
+    # Qdrant Edge (the real engine) locks its directory to this process: the workers return
+    # vectors and the driver writes them.
+    texts = sentences[:300]
+    with QdrantIndex(minilm, path=tmp_path / "edge", engine="edge") as index:
+        assert write_index(corpus(texts), {"model": MODEL}, index, concurrency=2) == len(texts)
+        index.optimize()
+        assert len(index) == len(texts)
+        hits = index.search(reference[:5], k=1)
+        assert [hit[0].text for hit in hits] == texts[:5]
+        assert all(hit[0].score > 0.9999 for hit in hits)
+    reopened = QdrantIndex.load(tmp_path / "edge", encoder=minilm)
+    assert len(reopened) == len(texts)
+    reopened.close()
 
 
 class CrashOnceAfterWriting(WriteQdrant):

@@ -22,7 +22,8 @@ AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
 
 def connect(address: str | None = None, **init_options: Any) -> None:
     """Connect this process to Ray: the cluster at ``address`` (``HOST:PORT``,
-    ``ray://HOST:PORT`` or ``auto``), or a new local one when ``address`` is ``None``.
+    ``ray://HOST:PORT``, ``auto``), a new cluster on this machine (``local``), or Ray's default
+    for ``None`` (``RAY_ADDRESS``, else a cluster started here, else a new local one).
 
     Nothing happens if Ray is already initialised here. ``init_options`` go to ``ray.init``.
 
