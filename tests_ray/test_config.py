@@ -1,5 +1,6 @@
 """What needs no cluster: importing llmvec leaves Ray out, encoder configs travel intact (vLLM's
-multi-GPU arguments included), and a Ray address that does not answer fails fast."""
+multi-GPU arguments included), a Ray address that does not answer fails fast, and FAISS shards
+merge by id."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import MODEL, free_port
 
-from llmvec import Encoder
+from llmvec import EmbeddingSpec, Encoder, FaissIndex
+from llmvec.index.faiss import merge
 from llmvec.ray import EncoderConfig
 
 
@@ -81,3 +84,18 @@ def test_cli_refuses_an_address_that_does_not_answer(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert f"no Ray cluster answers at {address!r}" in result.stderr
     assert not store.exists()
+
+
+def test_merge_keeps_the_last_copy_of_an_id_and_refuses_mixed_shards() -> None:
+    spec = EmbeddingSpec(model="test-vectors", dim=8)
+    vectors = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    first, second = FaissIndex(spec=spec), FaissIndex(spec=spec)
+    first.add_embeddings(vectors[:4], ids=[0, 1, 2, 3], texts=["a", "b", "c", "d"])
+    second.add_embeddings(vectors[3:], ids=[3, 4, 5], texts=["d again", "e", "f"])
+    merged = merge([first, second], precision="binary")
+    assert merged.ids == [0, 1, 2, 3, 4, 5] and merged.spec.precision == "binary"
+    assert merged.search(vectors[3], k=1)[0].text == "d again"
+    with pytest.raises(ValueError, match=r"shard 1's EmbeddingSpec differs .* in \['dim'"):
+        merge([first, FaissIndex(spec=spec.replace(dim=4))])
+    with pytest.raises(ValueError, match="shard 0 has precision 'int8'"):
+        merge([FaissIndex(spec=spec, precision="int8")])
