@@ -270,6 +270,11 @@ def test_bad_encode_inputs(encoders: dict[tuple[str, str], Encoder]) -> None:
         encoder.encode(["ok"], pooling_method="sum")
 
 
+def test_static_model_needs_the_static_backend() -> None:
+    with pytest.raises(ValueError, match="backend='static'"):
+        Encoder("wordllama")
+
+
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.gguf"):
         Encoder(str(tmp_path / "missing.gguf"))

@@ -53,6 +53,12 @@ def resolve_model(model: str) -> ModelLocation:
     """Turn a packaged-model name, a ``.gguf`` path, a directory or a hub id into a location."""
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
+    from llmvec.static import PACKAGED_STATIC_MODELS
+
+    if model.lower() in PACKAGED_STATIC_MODELS:
+        raise ValueError(
+            f"{model!r} is a static token-embedding model: use Encoder({model!r}, backend='static')"
+        )
     if model.lower() in PACKAGED_MODELS:
         package, inner = PACKAGED_MODELS[model.lower()]
         path = _package_dir(package) / (inner or "")
