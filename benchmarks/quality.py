@@ -176,7 +176,8 @@ def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
                 "session to keep benchmark compute on the shared 2-core CPU under ~30 min. "
                 "Run: python benchmarks/quality.py --steps scifact-smollm2"
             )
-            missing.append({"what": f"smollm2/{name} SciFact", "why": why})
+            what = f"smollm2/{name} SciFact (plain and instruction-prefixed queries)"
+            missing.append({"what": what, "why": why})
     return missing
 
 
