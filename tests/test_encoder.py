@@ -11,7 +11,7 @@ import torch
 from llmvec import EmbeddingSpec, Encoder
 from llmvec.encoder import plan_batches
 from llmvec.pooling import POOLING_METHODS
-from llmvec.testing import TINY_ARCHITECTURES
+from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
 TEXTS = [
     "A man is playing a guitar.",
@@ -20,12 +20,6 @@ TEXTS = [
     "The essence of a sentence is often captured by its main subjects and actions while",
     "Scientists found that proteins fold; stock markets fell 3% on Monday.",
 ]
-
-
-def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return np.sum(a * b, axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def test_batch_invariance(
     batched = encoder.encode(TEXTS, **kwargs)
     alone = np.concatenate([encoder.encode(text, **kwargs) for text in TEXTS])
     assert np.isfinite(batched).all()
-    assert _cosine_rows(batched, alone).min() > 0.9999
+    assert row_cosines(batched, alone).min() > 0.9999
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
@@ -62,7 +56,7 @@ def test_padding_side_does_not_change_vectors(
 ) -> None:
     left = encoders[(arch, "left")].encode(TEXTS, pooling_method="mean")
     right = encoders[(arch, "right")].encode(TEXTS, pooling_method="mean")
-    assert _cosine_rows(left, right).min() > 0.9999
+    assert row_cosines(left, right).min() > 0.9999
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)

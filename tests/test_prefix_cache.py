@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from llmvec import Encoder
 from llmvec.pooling import POOLING_METHODS
-from llmvec.testing import TINY_ARCHITECTURES
+from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
 TEXTS = [
     "A man is playing a guitar.",
@@ -19,12 +18,6 @@ TEXTS = [
     '"quoted" text right after the template quote',
 ]
 INSTRUCTION = "Given a question, retrieve passages that answer the question"
-
-
-def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return float(np.sum(a * b, axis=1).min())
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
@@ -53,7 +46,7 @@ def test_cached_prefix_gives_the_same_vectors(
             kwargs = {"pooling_method": method, "layer_index": layer, "batch_size": 2}
             got = cached.encode_queries(TEXTS, **kwargs)
             expected = plain.encode_queries(TEXTS, **kwargs)
-            assert _min_cosine(got, expected) > 0.9999, (method, layer)
+            assert row_cosines(got, expected).min() > 0.9999, (method, layer)
     assert cached._prefix_states, "the shared prefix was never cached"
     assert not plain._prefix_states
 

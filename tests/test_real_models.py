@@ -10,6 +10,7 @@ import torch
 
 from llmvec import Encoder
 from llmvec.models import resolve_model
+from llmvec.testing import row_cosines
 
 SENTENCES = [
     "A man is playing a guitar.",
@@ -18,12 +19,6 @@ SENTENCES = [
     "Two dogs run through the snow.",
     "Hi",
 ]
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return np.sum(a * b, axis=1)
 
 
 def test_runs_offline() -> None:
@@ -61,7 +56,7 @@ def test_smollm2_templates_match_plain_paper_recipe(
         )
     reference = out.hidden_states[layer][:, -1].numpy()
     got = smollm2.encode(SENTENCES, prompt_template=template)
-    assert _cosines(got, reference).min() > 0.9999
+    assert row_cosines(got, reference).min() > 0.9999
 
 
 def test_minilm_matches_sentence_transformers(minilm: Encoder) -> None:
@@ -72,7 +67,7 @@ def test_minilm_matches_sentence_transformers(minilm: Encoder) -> None:
     expected = model.encode(SENTENCES, normalize_embeddings=True)
     got = minilm.encode(SENTENCES)
     assert got.shape == (5, 384)
-    assert _cosines(got, expected).min() > 0.9999
+    assert row_cosines(got, expected).min() > 0.9999
 
 
 def test_minilm_is_an_encoder_model(minilm: Encoder) -> None:

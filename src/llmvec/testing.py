@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
@@ -147,3 +148,10 @@ def record_forward_passes(encoder: Encoder, hold_s: float = 0.01) -> Iterator[Fo
             backend.hidden_states = forward  # type: ignore[method-assign]
         else:
             del backend.hidden_states  # type: ignore[method-assign]
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``a`` with the same row of ``b`` (plain numpy, a test reference)."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return np.asarray(np.sum(a * b, axis=1))
