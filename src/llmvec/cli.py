@@ -38,6 +38,7 @@ examples:
   llmvec index examples/data --store faiss:/tmp/llmvec-demo
   llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
   llmvec encode "a sentence" "another one" --output vectors.npy
+  llmvec bench sentences.txt --template ke --compare llemb
 """
 
 
@@ -74,6 +75,11 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--query-instruction", help="task instruction put before queries")
     group.add_argument("--batch-size", type=int, default=32, help="texts per batch (32)")
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    group.add_argument(
+        "--dtype",
+        default="auto",
+        help="float32, bfloat16, float16 (default auto: float32 on CPU, bfloat16 on GPU)",
+    )
 
 
 def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -81,6 +87,7 @@ def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model,
         "device": args.device,
+        "dtype": args.dtype,
         "pooling": args.pooling,
         "template": args.template,
         "layer": args.layer,
@@ -349,6 +356,82 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- bench
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from llmvec.bench import PEERS
+
+    parser.add_argument("file", type=Path, help="text file, one text per line")
+    parser.add_argument("--texts", type=int, metavar="N", help="use the first N texts (all)")
+    parser.add_argument(
+        "--compare",
+        choices=sorted(PEERS),
+        help="also run this library on the same texts and model, taking turns, and print the "
+        "speed ratio and the cosine between the two libraries' vectors",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes over the texts (1)")
+    parser.add_argument(
+        "--chunks", type=int, default=4, help="parts the libraries take turns on (4)"
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=Path, help="also write the report to this JSON file")
+    add_encoder_arguments(parser)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Time the encoder (and a peer) on a text file; print rates, memory and matmul fraction."""
+    import torch
+
+    from llmvec.bench import read_texts
+    from llmvec.bench import run_bench as measure
+
+    texts = read_texts(args.file, args.texts)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    encoder = encoder_from_args(args)
+    report = measure(
+        encoder,
+        texts,
+        compare=args.compare,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        chunks=args.chunks,
+    )
+    print(
+        f"{report['texts']} texts, {report['tokens']} tokens, {report['device']} "
+        f"{report['dtype']}, {report['threads']} threads, batch {report['batch_size']}"
+    )
+    print(f"encoder  {encoder!r}")
+    for name, result in report["results"].items():
+        memory = result["memory"]
+        print(
+            f"{name:<22} {result['sentences_per_s']:10.1f} sentences/s "
+            f"{result['tokens_per_s']:10.0f} tokens/s   peak {memory['peak_mib']:.0f} MiB "
+            f"(+{memory['added_mib']:.0f} MiB while encoding)"
+        )
+    ours = report["results"]["llmvec"]
+    if "fraction_of_matmul_peak" in ours:
+        print(
+            f"matmul   {ours['gflop_per_s']:.1f} GFLOP/s = "
+            f"{100 * ours['fraction_of_matmul_peak']:.1f}% of this machine's {report['dtype']} "
+            f"matmul peak ({report['matmul_peak_gflop_per_s']:.1f} GFLOP/s)"
+        )
+    peer = report.get("peer")
+    if peer is not None:
+        print(
+            f"ratio    llmvec is {peer['ratio']:.2f}x {peer['name']} {peer['version']}; "
+            f"cosine between their vectors: min {peer['cosine_min']:.6f}, "
+            f"mean {peer['cosine_mean']:.6f}"
+        )
+        for difference in peer["known_differences"]:
+            print(f"         (vectors differ: {difference})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command(
         "encode", "encode texts into vectors (JSON lines or .npy)", _encode_arguments, run_encode
@@ -359,6 +442,12 @@ COMMANDS: list[Command] = [
     Command("search", "search a store built by `llmvec index`", _search_arguments, run_search),
     Command(
         "eval", "quality on STS (Spearman) or BEIR-layout retrieval data", _eval_arguments, run_eval
+    ),
+    Command(
+        "bench",
+        "speed, memory and matmul-peak fraction on a text file, optionally against a peer",
+        _bench_arguments,
+        run_bench,
     ),
 ]
 
@@ -395,7 +484,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()
     try:
         return int(args.run(args))
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ConnectionError) as error:
+    except (
+        ValueError,
+        TypeError,
+        ImportError,
+        FileNotFoundError,
+        FileExistsError,
+        ConnectionError,
+    ) as error:
         print(f"llmvec: error: {error}", file=sys.stderr)
         return 2
 

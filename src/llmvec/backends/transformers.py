@@ -95,6 +95,27 @@ def _layer_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
     return candidates[0]
 
 
+def _cast_floating(model: PreTrainedModel, dtype: torch.dtype) -> None:
+    """Cast floating-point weights to ``dtype`` where ``from_pretrained`` left them otherwise
+    (transformers keeps a checkpoint whose config names a quantization, e.g. a GGUF conversion,
+    in float32 whatever ``dtype`` says). Buffers (rotary frequencies) and the modules the model
+    keeps in float32 stay as they are, as in a regular ``from_pretrained(dtype=...)``."""
+    kept = tuple(getattr(model, "_keep_in_fp32_modules", None) or ())
+    wrong = [
+        (name, parameter)
+        for name, parameter in model.named_parameters()
+        if parameter.is_floating_point()
+        and parameter.dtype != dtype
+        and not any(module in name for module in kept)
+    ]
+    if wrong:
+        logger.debug(
+            "casting %d weights to %s, which from_pretrained did not apply", len(wrong), dtype
+        )
+        for _, parameter in wrong:
+            parameter.data = parameter.data.to(dtype)
+
+
 def is_decoder_config(model_type: str) -> bool:
     """True for decoder-only (causal) architectures, False for BERT-style encoders."""
     return (
@@ -174,6 +195,8 @@ class TransformersBackend:
         self.model: PreTrainedModel = loaded
         if bnb_config is None and "device_map" not in kwargs:
             self.model.to(self.device)
+        if bnb_config is None and "quantization_config" not in kwargs:
+            _cast_floating(self.model, self.dtype)
         self.model.eval()
         self.model.requires_grad_(False)
         config = self.model.config

@@ -1,0 +1,386 @@
+"""Throughput of an encoder on a set of texts, next to a peer library on the same texts.
+
+:func:`run_bench` measures sentences and tokens per second, peak memory, the floating-point
+work of the forward passes (counted by :class:`torch.utils.flop_counter.FlopCounterMode` on an
+untimed pass) and the fraction of this machine's dense matmul rate (:func:`matmul_peak`, in the
+encoder's dtype, measured in the same run) that the encoder reaches. With a peer
+(:data:`PEERS`: ``llemb``, ``sentence-transformers``) both libraries take turns on chunks of
+the texts, so that load from other processes falls on both alike, and the report holds the
+speed ratio and the cosine between the two libraries' vectors.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from llmvec.backends import Backend
+from llmvec.encoder import Encoder
+from llmvec.models import gguf_as_folder, resolve_model
+from llmvec.templates import template_name
+
+EncodeFunction = Callable[[list[str]], Any]
+
+
+# ---------------------------------------------------------------------- machine peak
+def matmul_peak(
+    dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5
+) -> float:
+    """This machine's dense matmul rate in FLOP/s: the best of ``repeats`` products of two
+    ``size`` x ``size`` matrices in ``dtype`` on ``device``, with torch's current threads."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator).to(device, dtype)
+    b = torch.randn(size, size, generator=generator).to(device, dtype)
+    torch.mm(a, b)  # warm-up: kernel selection, first-touch of memory
+    best = float("inf")
+    for _ in range(repeats):
+        _synchronize(device)
+        began = time.perf_counter()
+        torch.mm(a, b)
+        _synchronize(device)
+        best = min(best, time.perf_counter() - began)
+    return 2 * size**3 / best
+
+
+def _synchronize(device: torch.device | str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------- memory
+def _resident_bytes() -> int:
+    """This process's resident memory now (Linux), else its peak so far."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, sampled every few milliseconds) or peak allocated CUDA
+    memory over every ``with`` block it guards, and the most it rose within one block."""
+
+    def __init__(self, device: torch.device, interval: float = 0.01) -> None:
+        self.device = device
+        self.interval = interval
+        self.peak = 0
+        self.added = 0
+        self._start = 0
+        self._block_peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _now(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.memory_allocated(self.device))
+        return _resident_bytes()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._block_peak = max(self._block_peak, self._now())
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._start = self._block_peak = self._now()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        if self.device.type == "cuda":
+            self._block_peak = max(
+                self._block_peak, int(torch.cuda.max_memory_allocated(self.device))
+            )
+        self._block_peak = max(self._block_peak, self._now())
+        self.peak = max(self.peak, self._block_peak)
+        self.added = max(self.added, self._block_peak - self._start)
+
+    def report(self) -> dict[str, float]:
+        """``peak_mib`` (the process's, or CUDA's total) and ``added_mib`` (the most one block
+        added to what was in use when it started)."""
+        mib = 1024 * 1024
+        return {"peak_mib": round(self.peak / mib, 1), "added_mib": round(self.added / mib, 1)}
+
+
+# ---------------------------------------------------------------------- peers
+@dataclass(frozen=True)
+class Peer:
+    """A peer library set up to compute the encoder's recipe on the same model."""
+
+    name: str
+    version: str
+    encode: EncodeFunction
+    #: The peer's call, for the report.
+    arguments: dict[str, Any]
+    #: Where the peer's recipe is known to differ from llmvec's (its vectors will too).
+    differences: tuple[str, ...] = ()
+
+
+def _model_folder(encoder: Encoder) -> str:
+    """The encoder's model as a folder or hub id a peer can load (GGUF files are rebuilt)."""
+    location = resolve_model(encoder.model_name)
+    if location.gguf_file is not None:
+        return str(gguf_as_folder(location))
+    return location.name_or_path
+
+
+def _require_plain_recipe(encoder: Encoder, peer: str) -> None:
+    if encoder.truncate_dim is not None:
+        raise ValueError(f"--compare {peer} cannot truncate dimensions; leave out truncate_dim")
+    if encoder.backend.name != "transformers":
+        raise ValueError(
+            f"--compare {peer} needs backend='transformers', not {encoder.backend.name!r}"
+        )
+
+
+def _import(module: str, distribution: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"the peer {distribution!r} is not installed: pip install 'llmvec[bench]'"
+        ) from None
+
+
+def _llemb(encoder: Encoder, batch_size: int) -> Peer:
+    """llemb 0.3.0 with the same pooling, paper template and layer."""
+    _require_plain_recipe(encoder, "llemb")
+    recipe = encoder.recipe
+    name = template_name(recipe.template)
+    if recipe.template is not None and name is None:
+        raise ValueError("--compare llemb supports only the named templates prompteol/pcoteol/ke")
+    if recipe.pooling not in ("mean", "last_token", "eos_token"):
+        raise ValueError(f"llemb pools with mean, last_token or eos_token, not {recipe.pooling!r}")
+    llemb = _import("llemb", "llemb")
+    backend = encoder.backend
+    assert isinstance(backend, Backend)
+    model = llemb.Encoder(
+        _model_folder(encoder), device=str(backend.device), dtype=getattr(backend, "dtype", None)
+    )
+    differences: list[str] = []
+    if name in ("prompteol", "pcoteol"):
+        differences.append(
+            f"llemb's {name} string is not the paper's (its capitalisation or spacing differs)"
+        )
+    if recipe.pooling == "mean" and encoder.tokenize("probe")[0].pool_start > 0:
+        differences.append("llemb's mean includes the BOS token, which llmvec never pools")
+    arguments = {
+        "pooling_method": recipe.pooling,
+        "prompt_template": name,
+        # llemb indexes the hidden-state tuple, counting back from the last layer.
+        "layer_index": recipe.layer - (backend.num_layers + 1),
+        "batch_size": batch_size,
+    }
+    return Peer(
+        "llemb",
+        _version("llemb"),
+        lambda texts: model.encode(texts, **arguments),
+        arguments,
+        tuple(differences),
+    )
+
+
+def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
+    """sentence-transformers with the model's own pooling (mean unless configured otherwise)."""
+    _require_plain_recipe(encoder, "sentence-transformers")
+    recipe = encoder.recipe
+    if recipe.template is not None or recipe.pooling != "mean":
+        raise ValueError(
+            "--compare sentence-transformers runs the model's own (mean) pooling without a "
+            f"template; this encoder uses pooling={recipe.pooling!r} with a template"
+            if recipe.template
+            else f"--compare sentence-transformers needs pooling='mean', not {recipe.pooling!r}"
+        )
+    module = _import("sentence_transformers", "sentence-transformers")
+    backend = encoder.backend
+    dtype = getattr(backend, "dtype", torch.float32)
+    model = module.SentenceTransformer(
+        _model_folder(encoder), device=str(backend.device), model_kwargs={"dtype": dtype}
+    )
+    model.max_seq_length = encoder.max_length
+    arguments = {"batch_size": batch_size, "normalize_embeddings": True}
+    return Peer(
+        "sentence-transformers",
+        _version("sentence-transformers"),
+        lambda texts: model.encode(texts, show_progress_bar=False, **arguments),
+        arguments,
+    )
+
+
+#: Peer name -> a function that sets the peer up for an encoder's recipe and batch size.
+PEERS: dict[str, Callable[[Encoder, int], Peer]] = {
+    "llemb": _llemb,
+    "sentence-transformers": _sentence_transformers,
+}
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import version
+
+    return version(distribution)
+
+
+# ---------------------------------------------------------------------- measurement
+def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
+    """The non-empty lines of a text file, the first ``limit`` of them when given."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{str(file)!r} is not a file of texts (one per line)")
+    texts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    texts = [text for text in texts if text]
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"the number of texts must be positive, got {limit}")
+        texts = texts[:limit]
+    if not texts:
+        raise ValueError(f"{str(file)!r} holds no text")
+    return texts
+
+
+def _as_array(output: Any) -> np.ndarray:
+    if isinstance(output, torch.Tensor):
+        output = output.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(output, dtype=np.float32)
+
+
+def _chunks(texts: list[str], count: int) -> list[list[str]]:
+    size = -(-len(texts) // max(1, min(count, len(texts))))
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    cosines: np.ndarray = np.sum(a * b, axis=1)
+    return cosines
+
+
+def run_bench(
+    encoder: Encoder,
+    texts: Sequence[str],
+    *,
+    compare: str | None = None,
+    batch_size: int | None = None,
+    repeats: int = 1,
+    chunks: int = 4,
+    matmul_size: int = 2048,
+) -> dict[str, Any]:
+    """Measure ``encoder`` (and ``compare``, a name in :data:`PEERS`) on ``texts``.
+
+    Each library first encodes every chunk once, untimed (a warm-up: the first pass over new
+    batch shapes is several times slower); the encoder's warm-up also counts its FLOPs. Then
+    the libraries take turns on the chunks, ``repeats`` times. Returns a JSON-ready report.
+    """
+    items = list(texts)
+    if not items:
+        raise ValueError("no texts to measure")
+    if repeats < 1 or chunks < 1:
+        raise ValueError(f"repeats and chunks must be positive, got {repeats} and {chunks}")
+    if compare is not None and compare not in PEERS:
+        raise ValueError(f"unknown peer {compare!r}; allowed: {sorted(PEERS)}")
+    batch_size = encoder.batch_size if batch_size is None else batch_size
+    backend = encoder.backend
+    dtype = getattr(backend, "dtype", torch.float32)
+    tokens = sum(len(item.ids) for item in encoder.tokenize(items))
+    parts = _chunks(items, chunks)
+
+    def ours(part: list[str]) -> Any:
+        return encoder.encode(part, batch_size=batch_size, show_progress=False)
+
+    functions: list[tuple[str, EncodeFunction]] = [("llmvec", ours)]
+    peer = PEERS[compare](encoder, batch_size) if compare is not None else None
+    if peer is not None:
+        functions.append((peer.name, peer.encode))
+
+    # Warm-up, counting the encoder's floating-point work on the very chunks timed below.
+    flops: int | None = None
+    if isinstance(backend, Backend):
+        ours(parts[0][:1])  # builds the shared-prefix cache, which later passes reuse
+        with FlopCounterMode(display=False) as counter:
+            for part in parts:
+                ours(part)
+        flops = int(counter.get_total_flops())
+    for _, function in functions[1:]:
+        for part in parts:
+            function(part)
+
+    seconds = {name: 0.0 for name, _ in functions}
+    vectors: dict[str, list[np.ndarray]] = {name: [] for name, _ in functions}
+    memory = {name: PeakMemory(backend.device) for name, _ in functions}
+    for repeat in range(repeats):
+        for part in parts:
+            for name, function in functions:
+                with memory[name]:
+                    began = time.perf_counter()
+                    output = function(part)
+                    _synchronize(backend.device)
+                    seconds[name] += time.perf_counter() - began
+                if repeat == 0:
+                    vectors[name].append(_as_array(output))
+
+    runs = len(items) * repeats
+    peak = matmul_peak(dtype, backend.device, size=matmul_size)
+    results: dict[str, Any] = {}
+    for name, _ in functions:
+        entry: dict[str, Any] = {
+            "seconds": round(seconds[name], 6),
+            "sentences_per_s": round(runs / seconds[name], 2),
+            "tokens_per_s": round(tokens * repeats / seconds[name], 1),
+            "memory": memory[name].report(),
+        }
+        results[name] = entry
+    if flops is not None:
+        achieved = flops * repeats / seconds["llmvec"]
+        results["llmvec"]["flop_per_pass"] = flops
+        results["llmvec"]["gflop_per_s"] = round(achieved / 1e9, 2)
+        results["llmvec"]["fraction_of_matmul_peak"] = round(achieved / peak, 4)
+    report: dict[str, Any] = {
+        "texts": len(items),
+        "tokens": tokens,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "chunks": len(parts),
+        "threads": torch.get_num_threads(),
+        "device": str(backend.device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "spec": encoder.spec.to_dict(),
+        "matmul_peak_gflop_per_s": round(peak / 1e9, 2),
+        "matmul_size": matmul_size,
+        "results": results,
+    }
+    if peer is not None:
+        agreement = _row_cosines(
+            np.concatenate(vectors["llmvec"]), np.concatenate(vectors[peer.name])
+        )
+        report["peer"] = {
+            "name": peer.name,
+            "version": peer.version,
+            "arguments": peer.arguments,
+            "ratio": round(seconds[peer.name] / seconds["llmvec"], 3),
+            "cosine_min": float(agreement.min()),
+            "cosine_mean": float(agreement.mean()),
+            "known_differences": list(peer.differences),
+        }
+    return report
