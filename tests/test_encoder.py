@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +216,55 @@ def test_spec_round_trip_and_differences(tiny_llama: Path) -> None:
         spec.check_compatible(other)
     # The same weights at another path are the same model.
     assert spec.replace(model="/elsewhere").differences(spec) == []
+
+
+def _padded_cost(lengths: list[int], batches: list[list[int]], overhead: int) -> int:
+    return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+
+
+def _best_cost_by_brute_force(
+    lengths: list[int], batch_size: int, budget: int | None, overhead: int
+) -> int:
+    """Every way to cut the longest-first order into contiguous batches, tried one by one."""
+    ordered = sorted(lengths, reverse=True)
+    best = None
+    for mask in itertools.product([False, True], repeat=len(ordered) - 1):
+        groups, current = [], [ordered[0]]
+        for length, cut in zip(ordered[1:], mask, strict=True):
+            if cut:
+                groups.append(current)
+                current = []
+            current.append(length)
+        groups.append(current)
+        if any(len(g) > batch_size for g in groups):
+            continue
+        if budget is not None and any(len(g) > 1 and len(g) * g[0] > budget for g in groups):
+            continue
+        cost = sum(len(g) * g[0] + overhead for g in groups)
+        best = cost if best is None else min(best, cost)
+    assert best is not None
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("batch_size", "budget"), [(3, None), (4, 120), (9, None)])
+def test_plan_batches_minimises_padding(seed: int, batch_size: int, budget: int | None) -> None:
+    rng = random.Random(seed)
+    lengths = [rng.choice([rng.randint(5, 15), rng.randint(40, 60)]) for _ in range(9)]
+    batches = plan_batches(lengths, batch_size, budget, overhead_tokens=8)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= batch_size for b in batches)
+    assert _padded_cost(lengths, batches, 8) == _best_cost_by_brute_force(
+        lengths, batch_size, budget, 8
+    )
+
+
+def test_plan_batches_splits_a_long_tail_off() -> None:
+    # One long text among short ones: a fixed cut of 8 would pad seven texts to its length.
+    lengths = [200] + [10] * 15
+    batches = plan_batches(lengths, batch_size=8, overhead_tokens=32)
+    assert [0] in batches
+    assert _padded_cost(lengths, batches, 0) == 200 + 15 * 10
 
 
 def test_max_tokens_per_batch(tiny_llama: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 MIN_CACHED_PREFIX = 4
 #: Prefix states kept per encoder (one per instruction / template / layer in use).
 MAX_CACHED_PREFIXES = 16
+#: The fixed cost of one forward pass, in padded tokens: a batch is split off only where the
+#: padding it saves is worth more (tens of small kernels per layer cost about as much as a few
+#: dozen tokens' GEMM rows on a CPU; on a GPU the trade-off favours fewer passes even more).
+BATCH_OVERHEAD_TOKENS = 32
 
 ConvertTo = Literal["numpy", "torch"]
 CONVERT_TO = ("numpy", "torch")
@@ -87,25 +92,41 @@ def as_text_list(texts: str | Sequence[str]) -> list[str]:
 
 
 def plan_batches(
-    lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int | None = None
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens_per_batch: int | None = None,
+    overhead_tokens: int = BATCH_OVERHEAD_TOKENS,
 ) -> list[list[int]]:
-    """Group input positions, longest first, into batches of at most ``batch_size`` inputs and
-    (when given) at most ``max_tokens_per_batch`` padded tokens."""
+    """Group input positions into batches of at most ``batch_size`` inputs and (when given) at
+    most ``max_tokens_per_batch`` padded tokens, with as little padding as possible.
+
+    Inputs are sorted longest first and cut into runs; the cuts minimise the padded tokens plus
+    ``overhead_tokens`` per batch (exactly, by dynamic programming: for this cost the best
+    batches are runs of the sorted order). A long tail gets batches of its own instead of
+    widening a full batch of shorter texts. Batches come longest first.
+    """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    widths = np.array([lengths[i] for i in order], dtype=np.int64)
+    count = len(order)
+    # cost[i]: the least cost of batching order[i:]; size[i]: the first batch's size there.
+    cost = np.zeros(count + 1, dtype=np.int64)
+    size = np.ones(count, dtype=np.int64)
+    for start in range(count - 1, -1, -1):
+        width = int(widths[start])
+        most = min(batch_size, count - start)
+        if max_tokens_per_batch is not None:
+            most = max(1, min(most, max_tokens_per_batch // max(width, 1)))
+        sizes = np.arange(1, most + 1)
+        totals = cost[start + 1 : start + most + 1] + sizes * width + overhead_tokens
+        # On ties the larger batch wins: fewer forward passes.
+        best = most - 1 - int(np.argmin(totals[::-1]))
+        cost[start] = totals[best]
+        size[start] = best + 1
     batches: list[list[int]] = []
-    current: list[int] = []
-    for index in order:
-        # Sorted longest first, so the batch's padded width is its first member's length.
-        width = lengths[current[0]] if current else lengths[index]
-        too_many_tokens = (
-            max_tokens_per_batch is not None and (len(current) + 1) * width > max_tokens_per_batch
-        )
-        if current and (len(current) == batch_size or too_many_tokens):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
+    start = 0
+    while start < count:
+        batches.append(order[start : start + int(size[start])])
+        start += int(size[start])
     return batches
 
 
