@@ -277,6 +277,18 @@ def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return cosines
 
 
+def _warm_up(function: EncodeFunction, parts: list[list[str]], count_flops: bool) -> int | None:
+    """Run ``function`` once over ``parts``; return the FLOPs it did when ``count_flops``."""
+    if not count_flops:
+        for part in parts:
+            function(part)
+        return None
+    with FlopCounterMode(display=False) as counter:
+        for part in parts:
+            function(part)
+    return int(counter.get_total_flops())
+
+
 def run_bench(
     encoder: Encoder,
     texts: Sequence[str],
@@ -314,17 +326,14 @@ def run_bench(
     if peer is not None:
         functions.append((peer.name, peer.encode))
 
-    # Warm-up, counting the encoder's floating-point work on the very chunks timed below.
-    flops: int | None = None
+    # Warm-up on the very chunks timed below, counting each library's floating-point work
+    # (an engine outside this process, vLLM, cannot be counted).
     if isinstance(backend, Backend):
         ours(parts[0][:1])  # builds the shared-prefix cache, which later passes reuse
-        with FlopCounterMode(display=False) as counter:
-            for part in parts:
-                ours(part)
-        flops = int(counter.get_total_flops())
-    for _, function in functions[1:]:
-        for part in parts:
-            function(part)
+    flops: dict[str, int | None] = {}
+    for name, function in functions:
+        countable = name != "llmvec" or isinstance(backend, Backend)
+        flops[name] = _warm_up(function, parts, countable)
 
     seconds = {name: 0.0 for name, _ in functions}
     vectors: dict[str, list[np.ndarray]] = {name: [] for name, _ in functions}
@@ -351,10 +360,12 @@ def run_bench(
             "memory": memory[name].report(),
         }
         results[name] = entry
-    if flops is not None:
-        achieved = flops * repeats / seconds["llmvec"]
-        results["llmvec"]["flop_per_pass"] = flops
-        results["llmvec"]["gflop_per_s"] = round(achieved / 1e9, 2)
+    for name, work in flops.items():
+        if work is not None:
+            results[name]["flop_per_pass"] = work
+            results[name]["gflop_per_s"] = round(work * repeats / seconds[name] / 1e9, 2)
+    if flops["llmvec"] is not None:
+        achieved = flops["llmvec"] * repeats / seconds["llmvec"]
         results["llmvec"]["fraction_of_matmul_peak"] = round(achieved / peak, 4)
     report: dict[str, Any] = {
         "texts": len(items),
@@ -379,6 +390,12 @@ def run_bench(
             "version": peer.version,
             "arguments": peer.arguments,
             "ratio": round(seconds[peer.name] / seconds["llmvec"], 3),
+            # How much more floating-point work the peer does for the same vectors.
+            "work_ratio": (
+                round(theirs / ours_flops, 3)
+                if (theirs := flops[peer.name]) and (ours_flops := flops["llmvec"])
+                else None
+            ),
             "cosine_min": float(agreement.min()),
             "cosine_mean": float(agreement.mean()),
             "known_differences": list(peer.differences),

@@ -424,6 +424,8 @@ def run_bench(args: argparse.Namespace) -> int:
             f"cosine between their vectors: min {peer['cosine_min']:.6f}, "
             f"mean {peer['cosine_mean']:.6f}"
         )
+        if peer["work_ratio"] is not None:
+            print(f"work     {peer['name']} does {peer['work_ratio']:.2f}x llmvec's FLOPs")
         for difference in peer["known_differences"]:
             print(f"         (vectors differ: {difference})")
     if args.json is not None:
