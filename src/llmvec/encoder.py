@@ -471,24 +471,29 @@ class Encoder:
     def _encode_batch(
         self, batch: list[TokenizedText], recipe: Recipe, shared: PrefixState | None
     ) -> torch.Tensor:
-        assert isinstance(self.backend, Backend), "a pooled backend has no hidden states"
+        backend = self.backend
+        assert isinstance(backend, Backend), "a pooled backend has no hidden states"
         skip = 0 if shared is None else len(shared.ids)
         input_ids, attention_mask, pool_mask = self._pad(batch, skip)
-        new_ids = input_ids[:, skip:]
-        if shared is None:
-            hidden = self.backend.hidden_states(new_ids, attention_mask[:, skip:], recipe.layer)
+        new_ids, new_mask = input_ids[:, skip:], attention_mask[:, skip:]
+        eos_id = self.inputs.eos_token_id
+        if isinstance(backend, PrefixCachingBackend):
+            index = pooling_functions.single_position(recipe.pooling, pool_mask, input_ids, eos_id)
+            if index is not None and bool((index >= skip).all()):
+                # One state per input is read: the backend runs the last block's MLP for it alone.
+                states = backend.hidden_states(
+                    new_ids, new_mask, recipe.layer, prefix=shared, positions=index - skip
+                )
+                return states[:, 0].to(torch.float32)
+            hidden = backend.hidden_states(new_ids, new_mask, recipe.layer, prefix=shared)
         else:
-            assert isinstance(self.backend, PrefixCachingBackend)
-            hidden = self.backend.hidden_states(
-                new_ids, attention_mask[:, skip:], recipe.layer, prefix=shared
-            )
+            hidden = backend.hidden_states(new_ids, new_mask, recipe.layer)
+        if shared is not None:
             prefix_hidden = shared.hidden.to(hidden.dtype).expand(len(batch), -1, -1)
             hidden = torch.cat([prefix_hidden, hidden], dim=1)
         if recipe.pooling == "eos_token":
-            assert self.inputs.eos_token_id is not None
-            return pooling_functions.eos_token(
-                hidden, pool_mask, input_ids, self.inputs.eos_token_id
-            )
+            assert eos_id is not None
+            return pooling_functions.eos_token(hidden, pool_mask, input_ids, eos_id)
         if recipe.pooling == "latent_attention":
             pooled: torch.Tensor = self._latent_attention()(hidden, pool_mask)
             return pooled

@@ -80,12 +80,29 @@ def eos_token(
     hidden: torch.Tensor, pool_mask: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int
 ) -> torch.Tensor:
     """State of the last EOS token inside the pooling mask; every row must contain one."""
-    is_eos = pool_mask & (input_ids == eos_token_id)
-    missing = ~is_eos.any(dim=1)
-    if bool(missing.any()):
-        rows = missing.nonzero().flatten().tolist()
-        raise ValueError(f"eos_token pooling: rows {rows} contain no EOS id {eos_token_id}")
-    return _gather(hidden, last_index(is_eos))
+    index = single_position("eos_token", pool_mask, input_ids, eos_token_id)
+    assert index is not None
+    return _gather(hidden, index)
+
+
+def single_position(
+    method: str, pool_mask: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int | None
+) -> torch.Tensor | None:
+    """The one position per row that ``method`` reads (last_token, first_token, eos_token), or
+    ``None`` for methods that read several (mean, weighted_mean, latent_attention)."""
+    if method == "last_token":
+        return last_index(pool_mask)
+    if method == "first_token":
+        return first_index(pool_mask)
+    if method == "eos_token":
+        assert eos_token_id is not None, "eos_token pooling needs the tokenizer's EOS id"
+        is_eos = pool_mask & (input_ids == eos_token_id)
+        missing = ~is_eos.any(dim=1)
+        if bool(missing.any()):
+            rows = missing.nonzero().flatten().tolist()
+            raise ValueError(f"eos_token pooling: rows {rows} contain no EOS id {eos_token_id}")
+        return last_index(is_eos)
+    return None
 
 
 SIMPLE_POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {

@@ -64,9 +64,11 @@ class PrefixCachingBackend(Backend, Protocol):
         attention_mask: torch.Tensor,
         layer: int,
         prefix: PrefixState | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """As :meth:`Backend.hidden_states`; with ``prefix`` the inputs continue it and
-        ``attention_mask`` covers only the new tokens."""
+        ``attention_mask`` covers only the new tokens; with ``positions`` (one column per row)
+        only those states are computed to the end and returned, ``(batch, 1, hidden)``."""
         ...
 
 

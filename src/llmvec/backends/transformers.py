@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -210,6 +211,8 @@ class TransformersBackend:
         )
         self.bidirectional = bidirectional
         self._forward_kwargs = forward_kwargs(bidirectional, self.is_decoder)
+        #: Per layer: whether the last block's MLP may run on the pooled tokens alone.
+        self._narrowing: dict[int, bool] = {}
         if bidirectional:
             check_bidirectional(
                 lambda ids, mask: self.hidden_states(ids, mask, self.num_layers),
@@ -233,11 +236,14 @@ class TransformersBackend:
         attention_mask: torch.Tensor,
         layer: int,
         prefix: PrefixState | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """States after ``layer`` for the tokens of ``input_ids``.
 
         With ``prefix``, the inputs continue a cached shared prefix: its keys and values are
         reused, ``attention_mask`` covers only the new tokens, and only their states return.
+        With ``positions`` (one column per row), only those states return, ``(batch, 1,
+        hidden)``, and the last block's MLP runs for those tokens alone.
         """
         batch = input_ids.shape[0]
         cache = None
@@ -261,8 +267,40 @@ class TransformersBackend:
             past_key_values=cache,
             use_cache=cache is not None,
             layer=layer,
+            narrow_to=positions if positions is not None and self._can_narrow(layer) else None,
         )
-        return states
+        if positions is None:
+            return states
+        rows = torch.arange(states.shape[0], device=states.device)
+        return states[rows, positions.to(states.device)].unsqueeze(1)
+
+    def _can_narrow(self, layer: int) -> bool:
+        """Whether block ``layer - 1``'s MLP can run on the pooled tokens alone, proved once per
+        layer on a probe: the narrowed states at the probed positions equal the full ones. (A
+        block whose residual does not broadcast a one-token MLP output fails the probe.)"""
+        if layer not in self._narrowing:
+            self._narrowing[layer] = layer >= 1 and self._narrowing_holds(layer)
+            logger.debug("last-block narrowing at layer %d: %s", layer, self._narrowing[layer])
+        return self._narrowing[layer]
+
+    def _narrowing_holds(self, layer: int) -> bool:
+        vocab = self.tokenizer.vocab_size
+        ids = (torch.arange(12, device=self.device).reshape(2, 6) * 7 + 3) % vocab
+        mask = torch.ones_like(ids)
+        mask[1, 4:] = 0
+        positions = torch.tensor([5, 3], device=self.device)
+        rows = torch.arange(2, device=self.device)
+        inputs = {"attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
+        with torch.inference_mode():
+            full, _ = self._run(input_ids=ids, layer=layer, **inputs)
+            try:
+                narrowed, _ = self._run(input_ids=ids, layer=layer, narrow_to=positions, **inputs)
+            except RuntimeError:
+                return False
+        if narrowed.shape != full.shape:
+            return False
+        expected, got = full[rows, positions].float(), narrowed[rows, positions].float()
+        return bool((torch.cosine_similarity(expected, got, dim=-1) > 0.9999).all())
 
     def prefix_state(self, ids: list[int], layer: int) -> PrefixState:
         """Run a shared prefix once and keep its keys/values (for the layers before ``layer``)
@@ -283,23 +321,41 @@ class TransformersBackend:
         ]
         return PrefixState(tuple(ids), layer, keys_values, states[0])
 
-    def _run(self, layer: int, **inputs: Any) -> tuple[torch.Tensor, Any]:
-        """Forward up to ``layer``: a pre-hook on the next block captures its input and stops."""
+    def _run(
+        self, layer: int, narrow_to: torch.Tensor | None = None, **inputs: Any
+    ) -> tuple[torch.Tensor, Any]:
+        """Forward up to ``layer``: a pre-hook on the next block captures its input and stops.
+
+        With ``narrow_to`` (a column per row), block ``layer - 1``'s MLP sees only those tokens;
+        the block's residual broadcasts the result, so only those columns of the returned states
+        are right (the caller reads no others).
+        """
         inputs.update(self._forward_kwargs)
-        if layer >= self.num_layers:
-            output = self.model(**inputs)
-            return output.last_hidden_state, output.past_key_values
+        handles = []
+        mlp = getattr(self.layers[layer - 1], "mlp", None) if layer >= 1 else None
+        if narrow_to is not None and isinstance(mlp, nn.Module):
+
+            def narrow(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+                if not args:
+                    return None
+                rows = torch.arange(args[0].shape[0], device=args[0].device)
+                return (args[0][rows, narrow_to].unsqueeze(1), *args[1:])
+
+            handles.append(mlp.register_forward_pre_hook(narrow))
         captured: list[torch.Tensor] = []
 
         def capture(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             captured.append(args[0] if args else kwargs["hidden_states"])
             raise _StopForward
 
-        handle = self.layers[layer].register_forward_pre_hook(capture, with_kwargs=True)
         try:
-            self.model(**inputs)
-        except _StopForward:
-            pass
+            if layer >= self.num_layers:
+                output = self.model(**inputs)
+                return output.last_hidden_state, output.past_key_values
+            handles.append(self.layers[layer].register_forward_pre_hook(capture, with_kwargs=True))
+            with contextlib.suppress(_StopForward):
+                self.model(**inputs)
+            return captured[0], inputs.get("past_key_values")
         finally:
-            handle.remove()
-        return captured[0], inputs.get("past_key_values")
+            for handle in handles:
+                handle.remove()
