@@ -1,0 +1,67 @@
+"""What every benchmark report shares: the measured code and machine, the data, an atomic write.
+
+Benchmarks import it as a sibling module (``python benchmarks/<script>.py`` puts this folder on
+``sys.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def source_revision() -> str:
+    """The llmvec commit measured, with ``-dirty`` when the working tree had changes."""
+    command = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
+    return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
+
+
+def versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of ``distributions`` (llmvec with its commit), ``absent`` if missing."""
+    found: dict[str, str] = {}
+    for name in ("llmvec", "torch", "transformers", *distributions):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    found["llmvec"] = f"{found['llmvec']} ({source_revision()})"
+    return found
+
+
+def machine() -> dict[str, Any]:
+    """The processor, CPU count and load (other processes slow every library alike; ratios
+    come from the same run)."""
+    return {
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1_5_15_min": os.getloadavg(),
+    }
+
+
+def sts_sentences(count: int) -> list[str]:
+    """The first ``count`` distinct ``sentence1`` values of STS-B test."""
+    from llmvec.evaluation import load_sts
+
+    unique = list(dict.fromkeys(pair.sentence1 for pair in load_sts(STS_TEST)))
+    if len(unique) < count:
+        raise SystemExit(f"{STS_TEST} has only {len(unique)} distinct sentence1 values")
+    return unique[:count]
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON, atomically (a temporary file renamed over the old one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+    print(f"wrote {path}")
