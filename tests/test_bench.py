@@ -143,3 +143,15 @@ def test_cli_bench_prints_and_writes_json(
 def test_cli_bench_bad_input_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", str(tmp_path / "nothing.txt")]) == 2
     assert "nothing.txt" in capsys.readouterr().err
+
+
+def test_cli_bench_dtype(tiny_llama: Path, tmp_path: Path) -> None:
+    file = tmp_path / "texts.txt"
+    file.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    output = tmp_path / "bench.json"
+    argv = ["bench", str(file), "--model", str(tiny_llama), "--dtype", "bfloat16"]
+    assert main([*argv, "--chunks", "1", "--json", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["dtype"] == "bfloat16"
+    assert report["results"]["llmvec"]["flop_per_pass"] > 0
+    assert main([*argv[:-1], "int3"]) == 2

@@ -27,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from llmvec.backends import Backend
+from llmvec.compress import normalize
 from llmvec.encoder import Encoder
 from llmvec.models import gguf_as_folder, resolve_model
 from llmvec.templates import template_name
@@ -270,13 +271,6 @@ def _chunks(texts: list[str], count: int) -> list[list[str]]:
     return [texts[start : start + size] for start in range(0, len(texts), size)]
 
 
-def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    cosines: np.ndarray = np.sum(a * b, axis=1)
-    return cosines
-
-
 def _warm_up(function: EncodeFunction, parts: list[list[str]], count_flops: bool) -> int | None:
     """Run ``function`` once over ``parts``; return the FLOPs it did when ``count_flops``."""
     if not count_flops:
@@ -382,8 +376,10 @@ def run_bench(
         "results": results,
     }
     if peer is not None:
-        agreement = _row_cosines(
-            np.concatenate(vectors["llmvec"]), np.concatenate(vectors[peer.name])
+        agreement = np.sum(
+            normalize(np.concatenate(vectors["llmvec"]))
+            * normalize(np.concatenate(vectors[peer.name])),
+            axis=1,
         )
         report["peer"] = {
             "name": peer.name,
