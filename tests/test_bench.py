@@ -155,3 +155,10 @@ def test_cli_bench_dtype(tiny_llama: Path, tmp_path: Path) -> None:
     assert report["dtype"] == "bfloat16"
     assert report["results"]["llmvec"]["flop_per_pass"] > 0
     assert main([*argv[:-1], "int3"]) == 2
+
+
+def test_a_missing_peer_says_what_to_install() -> None:
+    from llmvec.optional import require
+
+    with pytest.raises(ImportError, match=r"pip install 'llmvec\[bench\]'"):
+        require("llmvec_no_such_peer", "the peer is not installed: pip install 'llmvec[bench]'")

@@ -30,9 +30,11 @@ from llmvec.backends import Backend
 from llmvec.compress import normalize
 from llmvec.encoder import Encoder
 from llmvec.models import gguf_as_folder, resolve_model
+from llmvec.optional import require
 from llmvec.templates import template_name
 
 EncodeFunction = Callable[[list[str]], Any]
+_INSTALL_PEERS = "the peer {peer!r} is not installed: pip install 'llmvec[bench]'"
 
 
 # ---------------------------------------------------------------------- machine peak
@@ -154,17 +156,6 @@ def _require_plain_recipe(encoder: Encoder, peer: str) -> None:
         )
 
 
-def _import(module: str, distribution: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"the peer {distribution!r} is not installed: pip install 'llmvec[bench]'"
-        ) from None
-
-
 def _llemb(encoder: Encoder, batch_size: int) -> Peer:
     """llemb 0.3.0 with the same pooling, paper template and layer."""
     _require_plain_recipe(encoder, "llemb")
@@ -174,7 +165,7 @@ def _llemb(encoder: Encoder, batch_size: int) -> Peer:
         raise ValueError("--compare llemb supports only the named templates prompteol/pcoteol/ke")
     if recipe.pooling not in ("mean", "last_token", "eos_token"):
         raise ValueError(f"llemb pools with mean, last_token or eos_token, not {recipe.pooling!r}")
-    llemb = _import("llemb", "llemb")
+    llemb = require("llemb", _INSTALL_PEERS.format(peer="llemb"))
     backend = encoder.backend
     assert isinstance(backend, Backend)
     model = llemb.Encoder(
@@ -214,7 +205,7 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
             if recipe.template
             else f"--compare sentence-transformers needs pooling='mean', not {recipe.pooling!r}"
         )
-    module = _import("sentence_transformers", "sentence-transformers")
+    module = require("sentence_transformers", _INSTALL_PEERS.format(peer="sentence-transformers"))
     backend = encoder.backend
     dtype = getattr(backend, "dtype", torch.float32)
     model = module.SentenceTransformer(

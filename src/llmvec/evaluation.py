@@ -10,7 +10,6 @@ for STS and ``pytrec_eval`` (the TREC evaluation tool, as BEIR uses) for retriev
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import numpy as np
 
 from llmvec.compress import truncate
+from llmvec.optional import require
 from llmvec.spec import EmbeddingSpec
 from llmvec.templates import resolve_instruction_format
 
@@ -212,14 +212,7 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalData:
 
 
 # ---------------------------------------------------------------------------------- metrics
-def _require(module: str, distribution: str) -> Any:
-    """Import an optional metric library, or say how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"llmvec.evaluation needs {distribution}: pip install 'llmvec[eval]'"
-        ) from None
+_INSTALL_EVAL = "llmvec.evaluation needs {distribution}: pip install 'llmvec[eval]'"
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -240,7 +233,7 @@ def evaluate_sts(
     Returns:
         ``{"task": "sts", "data", "pairs", "spearman", "spec"}``.
     """
-    spearmanr = _require("scipy.stats", "scipy").spearmanr
+    spearmanr = require("scipy.stats", _INSTALL_EVAL.format(distribution="scipy")).spearmanr
     pairs = load_sts(path)
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
     position = {sentence: i for i, sentence in enumerate(sentences)}
@@ -268,7 +261,7 @@ def retrieval_metrics(
 
     Every judged query counts; a query absent from ``run`` scores 0.
     """
-    pytrec_eval = _require("pytrec_eval", "pytrec-eval-terrier")
+    pytrec_eval = require("pytrec_eval", _INSTALL_EVAL.format(distribution="pytrec-eval-terrier"))
     measures = {f"ndcg_cut.{k}", f"recall.{k}"}
     per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(
         {qid: run.get(qid, {}) for qid in qrels}
