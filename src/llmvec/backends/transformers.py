@@ -284,7 +284,7 @@ class TransformersBackend:
         return self._narrowing[layer]
 
     def _narrowing_holds(self, layer: int) -> bool:
-        vocab = self.tokenizer.vocab_size
+        vocab = min(int(self.model.config.vocab_size), int(self.tokenizer.vocab_size))
         ids = (torch.arange(12, device=self.device).reshape(2, 6) * 7 + 3) % vocab
         mask = torch.ones_like(ids)
         mask[1, 4:] = 0
@@ -295,7 +295,7 @@ class TransformersBackend:
             full, _ = self._run(input_ids=ids, layer=layer, **inputs)
             try:
                 narrowed, _ = self._run(input_ids=ids, layer=layer, narrow_to=positions, **inputs)
-            except RuntimeError:
+            except (RuntimeError, IndexError, ValueError):
                 return False
         if narrowed.shape != full.shape:
             return False
