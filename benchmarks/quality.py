@@ -9,8 +9,10 @@ Steps (``--steps``, default ``sts scifact-fast``):
   best dev Spearman is recorded as ``selected``.
 - ``scifact-fast``: SciFact nDCG@10 / recall@10 for all-MiniLM-L6-v2 (max_length 256) and
   WordLlama (static backend).
-- ``scifact-smollm2``: SciFact for the dev-selected SmolLM2 recipe, with plain and
-  instruction-prefixed queries (one corpus encoding serves both). About 1.3M tokens: slow on CPU.
+- ``sts-bfloat16``: STS-B dev for every SmolLM2 recipe with ``dtype="bfloat16"`` (this CPU
+  has AMX / AVX-512 BF16), next to the float32 figure, with the bfloat16 rate.
+- ``scifact-smollm2``: SciFact for every SmolLM2 recipe, with plain and instruction-prefixed
+  queries (one corpus encoding serves both). About 1.3M tokens per recipe: slow on CPU.
 
 Each step merges its figures into benchmarks/results/quality.json, which also lists what was
 not run and why. Data is read from ../shared/data (never copied into the repository).
@@ -66,7 +68,7 @@ PUBLISHED = {
         "source": "MTEB results",
     }
 }
-STEPS = ("sts", "scifact-fast", "scifact-smollm2")
+STEPS = ("sts", "sts-bfloat16", "scifact-fast", "scifact-smollm2")
 
 
 def load_report() -> dict[str, Any]:
@@ -123,6 +125,25 @@ def run_sts(report: dict[str, Any], threads: int, redo: bool) -> None:
     save(report, threads)
 
 
+def run_sts_bfloat16(report: dict[str, Any], threads: int, redo: bool) -> None:
+    """STS-B dev for every SmolLM2 recipe in bfloat16, beside its float32 figure."""
+    for name, arguments in SMOLLM2_SETTINGS.items():
+        entry = row(report, "smollm2", name)
+        if not redo and "sts_b_dev_spearman_bfloat16" in entry:
+            continue
+        encoder = Encoder("smollm2", dtype="bfloat16", **arguments)
+        start = time.perf_counter()
+        result = evaluate_sts(encoder, STS_DEV)
+        entry["sts_b_dev_spearman_bfloat16"] = round(result["spearman"], 2)
+        entry["sts_b_dev_seconds_bfloat16"] = round(time.perf_counter() - start, 1)
+        print(
+            f"smollm2 {name:10s} STS-B dev bfloat16 {result['spearman']:6.2f} "
+            f"(float32 {entry.get('sts_b_dev_spearman', float('nan')):6.2f})"
+        )
+        save(report, threads)
+        del encoder
+
+
 def run_scifact(
     report: dict[str, Any],
     model: str,
@@ -131,32 +152,34 @@ def run_scifact(
     instructed: bool,
     threads: int,
     redo: bool,
+    dtype: str = "float32",
 ) -> None:
     """SciFact nDCG@10 / recall@10; with ``instructed`` also with the e5 query instruction.
-    A row that already has its figures is kept unless ``redo``."""
+    Figures in another dtype than float32 carry its name as a suffix. A row that already has
+    its figures is kept unless ``redo``."""
     entry = row(report, model, setting)
-    wanted = ["scifact_ndcg@10"] + (["scifact_instructed_ndcg@10"] if instructed else [])
+    tag = "" if dtype == "float32" else f"_{dtype}"
+    variants = [("", None)] + ([("_instructed", SCIFACT_INSTRUCTION)] if instructed else [])
+    wanted = [f"scifact{suffix}_ndcg@10{tag}" for suffix, _ in variants]
     if not redo and all(key in entry for key in wanted):
         return
-    encoder = Encoder(model, **arguments)
+    encoder = Encoder(model, dtype=dtype, **arguments)
     data = load_beir(SCIFACT)
     start = time.perf_counter()
     documents = encode_corpus(encoder, data)
-    entry["scifact_corpus_seconds"] = round(time.perf_counter() - start, 1)
-    variants = [("", None)] + ([("_instructed", SCIFACT_INSTRUCTION)] if instructed else [])
+    entry[f"scifact_corpus_seconds{tag}"] = round(time.perf_counter() - start, 1)
     for suffix, instruction in variants:
         result = evaluate_encoded_corpus(encoder, data, documents, query_instruction=instruction)
-        entry[f"scifact{suffix}_ndcg@10"] = round(result["ndcg@10"], 2)
-        entry[f"scifact{suffix}_recall@10"] = round(result["recall@10"], 2)
+        entry[f"scifact{suffix}_ndcg@10{tag}"] = round(result["ndcg@10"], 2)
+        entry[f"scifact{suffix}_recall@10{tag}"] = round(result["recall@10"], 2)
         entry[f"scifact{suffix}_spec"] = result["spec"]
-        print(f"{model:17s} {setting:10s} SciFact{suffix} nDCG@10 {result['ndcg@10']:6.2f}")
+        print(f"{model:17s} {setting:10s} SciFact{suffix} {dtype} nDCG@10 {result['ndcg@10']:6.2f}")
         save(report, threads)
 
 
 def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
     """What the table lacks, and why."""
     missing = []
-    selected = report.get("selected", {}).get("setting")
     for model, setting, _ in FAST_MODELS:
         entry = report["rows"].get(f"{model}/{setting}", {})
         for key, step in (("sts_b_test_spearman", "sts"), ("scifact_ndcg@10", "scifact-fast")):
@@ -166,15 +189,11 @@ def not_run(report: dict[str, Any]) -> list[dict[str, str]]:
         entry = report["rows"].get(f"smollm2/{name}", {})
         if "sts_b_test_spearman" not in entry:
             missing.append({"what": f"smollm2/{name} STS-B", "why": "the sts step was not run"})
-        if "scifact_ndcg@10" not in entry:
+        if "scifact_ndcg@10" not in entry and "scifact_ndcg@10_bfloat16" not in entry:
             why = (
-                "SciFact is ~1.3M tokens per setting for SmolLM2 (about 20 min at ~1,100 "
-                "tokens/s, far longer while other jobs share this 2-core CPU); only the setting "
-                "selected on STS-B dev is meant to run"
-                if name != selected
-                else "selected on STS-B dev; the scifact-smollm2 step was not run in this "
-                "session to keep benchmark compute on the shared 2-core CPU under ~30 min. "
-                "Run: python benchmarks/quality.py --steps scifact-smollm2"
+                "the scifact-smollm2 step was not run for this recipe (~1.3M tokens, minutes "
+                f"on a quiet 2-core CPU): python benchmarks/quality.py --steps scifact-smollm2 "
+                f"--smollm2-settings {name}"
             )
             what = f"smollm2/{name} SciFact (plain and instruction-prefixed queries)"
             missing.append({"what": what, "why": why})
@@ -200,11 +219,24 @@ def main() -> None:
         "--steps",
         nargs="*",
         choices=STEPS,
-        default=["sts", "scifact-fast"],
+        default=["sts", "sts-bfloat16", "scifact-fast"],
         help="what to run (none: only rewrite the report's context)",
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--redo", action="store_true", help="re-measure figures already there")
+    parser.add_argument(
+        "--smollm2-settings",
+        nargs="+",
+        choices=list(SMOLLM2_SETTINGS),
+        default=list(SMOLLM2_SETTINGS),
+        help="SmolLM2 recipes the scifact-smollm2 step runs (all)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="dtype of the scifact-smollm2 step (float32); bfloat16 figures are kept apart",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report = load_report()
@@ -213,11 +245,14 @@ def main() -> None:
     if "scifact-fast" in args.steps:
         for model, setting, arguments in FAST_MODELS:
             run_scifact(report, model, setting, arguments, False, args.threads, args.redo)
+    if "sts-bfloat16" in args.steps:
+        run_sts_bfloat16(report, args.threads, args.redo)
     if "scifact-smollm2" in args.steps:
-        if "selected" not in report:
-            raise SystemExit("run the sts step first: the SmolLM2 setting is chosen on STS-B dev")
-        best = report["selected"]["setting"]
-        run_scifact(report, "smollm2", best, SMOLLM2_SETTINGS[best], True, args.threads, args.redo)
+        for name in args.smollm2_settings:
+            arguments = SMOLLM2_SETTINGS[name]
+            run_scifact(
+                report, "smollm2", name, arguments, True, args.threads, args.redo, args.dtype
+            )
     save(report, args.threads)
     print(f"wrote {OUTPUT}")
 
