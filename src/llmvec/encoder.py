@@ -477,23 +477,22 @@ class Encoder:
         input_ids, attention_mask, pool_mask = self._pad(batch, skip)
         new_ids, new_mask = input_ids[:, skip:], attention_mask[:, skip:]
         eos_id = self.inputs.eos_token_id
-        if isinstance(backend, PrefixCachingBackend):
-            index = pooling_functions.single_position(recipe.pooling, pool_mask, input_ids, eos_id)
-            if index is not None and bool((index >= skip).all()):
-                # One state per input is read: the backend runs the last block's MLP for it alone.
-                states = backend.hidden_states(
-                    new_ids, new_mask, recipe.layer, prefix=shared, positions=index - skip
-                )
-                return states[:, 0].to(torch.float32)
-            hidden = backend.hidden_states(new_ids, new_mask, recipe.layer, prefix=shared)
-        else:
+        index = pooling_functions.single_position(recipe.pooling, pool_mask, input_ids, eos_id)
+        if not isinstance(backend, PrefixCachingBackend):
             hidden = backend.hidden_states(new_ids, new_mask, recipe.layer)
+        elif index is not None and bool((index >= skip).all()):
+            # One state per input is read: the backend runs the last block's MLP for it alone.
+            states = backend.hidden_states(
+                new_ids, new_mask, recipe.layer, prefix=shared, positions=index - skip
+            )
+            return states[:, 0].to(torch.float32)
+        else:
+            hidden = backend.hidden_states(new_ids, new_mask, recipe.layer, prefix=shared)
         if shared is not None:
             prefix_hidden = shared.hidden.to(hidden.dtype).expand(len(batch), -1, -1)
             hidden = torch.cat([prefix_hidden, hidden], dim=1)
-        if recipe.pooling == "eos_token":
-            assert eos_id is not None
-            return pooling_functions.eos_token(hidden, pool_mask, input_ids, eos_id)
+        if index is not None:
+            return pooling_functions.at_positions(hidden, index)
         if recipe.pooling == "latent_attention":
             pooled: torch.Tensor = self._latent_attention()(hidden, pool_mask)
             return pooled

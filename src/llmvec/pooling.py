@@ -48,7 +48,8 @@ def weighted_mean(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor
     return (masked * weights.unsqueeze(-1)).sum(dim=1)
 
 
-def _gather(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def at_positions(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The state at column ``index[row]`` of each row, in float32."""
     rows = torch.arange(hidden.shape[0], device=hidden.device)
     return hidden[rows, index].to(torch.float32)
 
@@ -68,12 +69,12 @@ def first_index(pool_mask: torch.Tensor) -> torch.Tensor:
 
 def last_token(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
     """State of the last pooled token (the template's final quote, or the last text token)."""
-    return _gather(hidden, last_index(pool_mask))
+    return at_positions(hidden, last_index(pool_mask))
 
 
 def first_token(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
     """State of the first pooled token (the CLS token of a BERT-style encoder)."""
-    return _gather(hidden, first_index(pool_mask))
+    return at_positions(hidden, first_index(pool_mask))
 
 
 def eos_token(
@@ -82,7 +83,7 @@ def eos_token(
     """State of the last EOS token inside the pooling mask; every row must contain one."""
     index = single_position("eos_token", pool_mask, input_ids, eos_token_id)
     assert index is not None
-    return _gather(hidden, index)
+    return at_positions(hidden, index)
 
 
 def single_position(
