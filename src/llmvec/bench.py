@@ -287,7 +287,8 @@ def run_bench(
     """Measure ``encoder`` (and ``compare``, a name in :data:`PEERS`) on ``texts``.
 
     Each library first encodes every chunk once, untimed (a warm-up: the first pass over new
-    batch shapes is several times slower); the encoder's warm-up also counts its FLOPs. Then
+    batch shapes is several times slower) that also counts its FLOPs (vLLM's engine, outside
+    this process, is not counted). Then
     the libraries take turns on the chunks, ``repeats`` times. Returns a JSON-ready report.
     """
     items = list(texts)
