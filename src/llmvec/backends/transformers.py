@@ -213,6 +213,8 @@ class TransformersBackend:
         self._forward_kwargs = forward_kwargs(bidirectional, self.is_decoder)
         #: Per layer: whether the last block's MLP may run on the pooled tokens alone.
         self._narrowing: dict[int, bool] = {}
+        #: Whether right-padded causal batches may run without the padding mask (probed once).
+        self._unmasked: bool | None = None
         if bidirectional:
             check_bidirectional(
                 lambda ids, mask: self.hidden_states(ids, mask, self.num_layers),
@@ -258,12 +260,20 @@ class TransformersBackend:
             )
             ones = attention_mask.new_ones((batch, len(prefix.ids)))
             full_mask = torch.cat([ones, attention_mask], dim=1)
-        # Position ids follow the attention mask, so left and right padding give the same states.
-        position_ids = (full_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        if prefix is None and self._runs_unmasked(attention_mask):
+            # Right padding, causal attention: no real token sees the padding after it.
+            model_mask = None
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
+            position_ids = position_ids.expand(batch, -1)
+        else:
+            model_mask = full_mask
+            # Position ids follow the mask, so left and right padding give the same states.
+            position_ids = (full_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+            position_ids = position_ids[:, full_mask.shape[1] - input_ids.shape[1] :]
         states, _ = self._run(
             input_ids=input_ids,
-            attention_mask=full_mask,
-            position_ids=position_ids[:, full_mask.shape[1] - input_ids.shape[1] :],
+            attention_mask=model_mask,
+            position_ids=position_ids,
             past_key_values=cache,
             use_cache=cache is not None,
             layer=layer,
@@ -273,6 +283,43 @@ class TransformersBackend:
             return states
         rows = torch.arange(states.shape[0], device=states.device)
         return states[rows, positions.to(states.device)].unsqueeze(1)
+
+    def _runs_unmasked(self, attention_mask: torch.Tensor) -> bool:
+        """Whether this batch may run without its padding mask: causal attention, every row's
+        padding after its tokens, and a model proved (once, on a probe) to give its real tokens
+        the same states without the mask. Unmasked, attention takes the causal kernel path,
+        which skips the masked half instead of computing it and masking it out."""
+        if not self.is_decoder or self.bidirectional:
+            return False
+        if not bool((attention_mask[:, :-1] >= attention_mask[:, 1:]).all()):
+            return False
+        if self._unmasked is None:
+            self._unmasked = self._unmasked_holds()
+            logger.debug("right-padded batches run without a padding mask: %s", self._unmasked)
+        return self._unmasked
+
+    def _unmasked_holds(self) -> bool:
+        ids, mask, position_ids = self._probe_inputs()
+        real = mask.bool()
+        with torch.inference_mode():
+            masked, _ = self._run(
+                input_ids=ids, attention_mask=mask, position_ids=position_ids, layer=self.num_layers
+            )
+            unmasked, _ = self._run(
+                input_ids=ids,
+                position_ids=torch.arange(ids.shape[1], device=self.device).expand_as(ids),
+                layer=self.num_layers,
+            )
+        expected, got = masked[real].float(), unmasked[real].float()
+        return bool((torch.cosine_similarity(expected, got, dim=-1) > 0.9999).all())
+
+    def _probe_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two rows of six token ids, the second right-padded after four; with position ids."""
+        vocab = min(int(self.model.config.vocab_size), int(self.tokenizer.vocab_size))
+        ids = (torch.arange(12, device=self.device).reshape(2, 6) * 7 + 3) % vocab
+        mask = torch.ones_like(ids)
+        mask[1, 4:] = 0
+        return ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
     def _can_narrow(self, layer: int) -> bool:
         """Whether block ``layer - 1``'s MLP can run on the pooled tokens alone, proved once per
@@ -284,13 +331,10 @@ class TransformersBackend:
         return self._narrowing[layer]
 
     def _narrowing_holds(self, layer: int) -> bool:
-        vocab = min(int(self.model.config.vocab_size), int(self.tokenizer.vocab_size))
-        ids = (torch.arange(12, device=self.device).reshape(2, 6) * 7 + 3) % vocab
-        mask = torch.ones_like(ids)
-        mask[1, 4:] = 0
+        ids, mask, position_ids = self._probe_inputs()
         positions = torch.tensor([5, 3], device=self.device)
         rows = torch.arange(2, device=self.device)
-        inputs = {"attention_mask": mask, "position_ids": (mask.cumsum(1) - 1).clamp(min=0)}
+        inputs = {"attention_mask": mask, "position_ids": position_ids}
         with torch.inference_mode():
             full, _ = self._run(input_ids=ids, layer=layer, **inputs)
             try:
