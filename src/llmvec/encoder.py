@@ -166,8 +166,9 @@ class Encoder:
         latent_attention_weights: safetensors weights of the latent-attention head (saved by
             :class:`~llmvec.latent_attention.LatentAttentionPooling` or NV-Embed's); without
             them the head is random (seed 0) and a warning is logged.
-        **backend_kwargs: passed to the backend (for transformers: ``attn_implementation``,
-            ``model_kwargs``, ``quantization_config``, ``revision``, ``trust_remote_code``...;
+        **backend_kwargs: passed to the backend (for transformers: ``compile=True`` to run the
+            blocks through ``torch.compile``, ``attn_implementation``, ``model_kwargs``,
+            ``quantization_config``, ``revision``, ``trust_remote_code``...;
             for vLLM: ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``...).
     """
 

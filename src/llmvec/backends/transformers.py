@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -117,6 +117,36 @@ def _cast_floating(model: PreTrainedModel, dtype: torch.dtype) -> None:
             parameter.data = parameter.data.to(dtype)
 
 
+def compile_blocks(layers: nn.ModuleList) -> None:
+    """``torch.compile`` the parts of every transformer block (attention, MLP, norms), fusing
+    their elementwise work (norm upcasts, rotary embeddings, the gated activation).
+
+    The blocks share code, so each part compiles once for all layers (regional compilation),
+    with dynamic batch and sequence sizes. The parts are compiled and the blocks are not, so
+    llmvec's hooks on a block and on its MLP run outside the compiled code. An attention module
+    indexes the key/value cache by its layer number, which would compile once per layer, so it
+    runs compiled only when no cache is passed (a cached shared prefix runs it eagerly).
+    """
+    for block in layers:
+        for part in block.children():
+            eager = part.forward
+            compiled = torch.compile(eager, dynamic=True)
+            if hasattr(part, "layer_idx"):
+                part.forward = _compiled_without_cache(compiled, eager)
+            else:
+                part.forward = compiled
+
+
+def _compiled_without_cache(
+    compiled: Callable[..., Any], eager: Callable[..., Any]
+) -> Callable[..., Any]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        run = compiled if kwargs.get("past_key_values") is None else eager
+        return run(*args, **kwargs)
+
+    return forward
+
+
 def is_decoder_config(model_type: str) -> bool:
     """True for decoder-only (causal) architectures, False for BERT-style encoders."""
     return (
@@ -133,7 +163,9 @@ class TransformersBackend:
 
     ``bidirectional=True`` runs decoders without their causal mask (LLM2Vec), checked on a probe
     at load time. ``adapters`` (PEFT folders or hub ids, e.g. LLM2Vec's MNTP then supervised
-    LoRA) are merged into the weights in order.
+    LoRA) are merged into the weights in order. ``compile=True`` compiles the blocks' parts with
+    ``torch.compile`` (see :func:`compile_blocks`): a one-time cost of seconds to a minute on
+    first use, then faster passes; worth it for large corpora.
     """
 
     name = "transformers"
@@ -148,6 +180,7 @@ class TransformersBackend:
         bidirectional: bool = False,
         adapters: Sequence[str | os.PathLike[str]] | None = None,
         trust_remote_code: bool = False,
+        compile: bool = False,
         model_kwargs: dict[str, Any] | None = None,
         **from_pretrained_kwargs: Any,
     ) -> None:
@@ -205,6 +238,10 @@ class TransformersBackend:
         self.hidden_size: int = int(config.hidden_size)
         self.is_decoder: bool = is_decoder_config(config.model_type)
         self.layers = _layer_list(self.model, self.num_layers)
+        #: Whether the blocks run compiled (their first passes over new shapes compile).
+        self.compiled = compile
+        if compile:
+            compile_blocks(self.layers)
         commit = getattr(config, "_commit_hash", None)
         self.model_revision = adapters_revision(
             fingerprint(location, revision or commit), adapter_directories
