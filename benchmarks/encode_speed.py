@@ -7,6 +7,7 @@ ratio, the cosine between the two libraries' vectors, and llmvec's fraction of t
 matmul peak. Cases and the issue's targets:
 
 - ``smollm2-ke``: SmolLM2-135M-Instruct, KE template, layer -2, last token, vs llemb 0.3.0 (4x);
+- ``smollm2-ke-compiled``: the same with ``compile=True`` (compiling happens in the warm-up);
 - ``smollm2-mean``: SmolLM2-135M-Instruct, mean pooling, no template, vs llemb 0.3.0 (1.5x);
 - ``minilm-mean``: all-MiniLM-L6-v2, mean pooling, vs sentence-transformers (1x, cosine > 0.9999).
 
@@ -30,6 +31,7 @@ from _report import RESULTS, machine, sts_sentences, versions, write_report
 #: case -> (Encoder arguments, peer, the speed ratio the issue asks for).
 CASES: dict[str, tuple[dict[str, Any], str, float]] = {
     "smollm2-ke": ({"model": "smollm2", "template": "ke"}, "llemb", 4.0),
+    "smollm2-ke-compiled": ({"model": "smollm2", "template": "ke", "compile": True}, "llemb", 4.0),
     "smollm2-mean": ({"model": "smollm2", "pooling": "mean"}, "llemb", 1.5),
     "minilm-mean": (
         {"model": "all-minilm-l6-v2", "pooling": "mean"},
