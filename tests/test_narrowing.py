@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from transformers import AutoModel
 
 from llmvec import Encoder
-from llmvec.testing import TINY_ARCHITECTURES, row_cosines
+from llmvec.testing import TINY_ARCHITECTURES, row_cosines, unpadded_states
 
 TEXTS = ["A man is playing a guitar.", "Paris", "", "a much longer sentence " * 6]
 
@@ -34,13 +33,7 @@ def _mlp_rows(encoder: Encoder, layer: int) -> list[int]:
 
 def _reference(path: Path, encoder: Encoder) -> torch.Tensor:
     """One text at a time, every hidden state, the pooled token read by hand."""
-    model = AutoModel.from_pretrained(path).eval()
-    rows = []
-    for item in encoder.tokenize(TEXTS):
-        with torch.inference_mode():
-            output = model(torch.tensor([item.ids]), output_hidden_states=True)
-        rows.append(output.hidden_states[encoder.recipe.layer][0, -1])
-    return torch.stack(rows)
+    return torch.stack([states[-1] for states in unpadded_states(path, encoder, TEXTS)])
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)

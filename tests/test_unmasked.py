@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel
 
 from llmvec import Encoder
-from llmvec.testing import TINY_ARCHITECTURES, row_cosines
+from llmvec.testing import TINY_ARCHITECTURES, row_cosines, unpadded_states
 
 TEXTS = ["A man is playing a guitar.", "Paris", "a much longer sentence " * 6, "two words"]
 # Close in length: one padded batch.
@@ -39,14 +38,13 @@ def _masks_seen(encoder: Encoder, texts: list[str]) -> list[bool]:
 
 
 def _reference(path: Path, encoder: Encoder) -> np.ndarray:
-    """One text at a time (no padding at all), every hidden state, mean over the pooled tokens."""
-    model = AutoModel.from_pretrained(path).eval()
-    rows = []
-    for item in encoder.tokenize(TEXTS):
-        with torch.inference_mode():
-            output = model(torch.tensor([item.ids]), output_hidden_states=True)
-        states = output.hidden_states[encoder.recipe.layer][0, item.pool_start :]
-        rows.append(torch.nn.functional.normalize(states.mean(0), dim=0))
+    """One text at a time (no padding at all), mean over the pooled tokens."""
+    rows = [
+        torch.nn.functional.normalize(states[item.pool_start :].mean(0), dim=0)
+        for states, item in zip(
+            unpadded_states(path, encoder, TEXTS), encoder.tokenize(TEXTS), strict=True
+        )
+    ]
     return torch.stack(rows).numpy()
 
 

@@ -2,7 +2,8 @@
 
 ``build_tiny_model(arch, path)`` writes a loadable model folder (config, random weights, a fast
 tokenizer trained on a few sentences) that :class:`llmvec.Encoder` opens like any checkpoint.
-``record_forward_passes(encoder)`` logs the forward passes an encoder makes.
+``record_forward_passes(encoder)`` logs the forward passes an encoder makes;
+``unpadded_states`` is the plain reference the pooling tests compare against.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
@@ -155,3 +157,15 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return np.asarray(np.sum(a * b, axis=1))
+
+
+def unpadded_states(path: str | Path, encoder: Encoder, texts: list[str]) -> list[torch.Tensor]:
+    """A plain reference: each text's ids (as ``encoder`` builds them) run alone through
+    ``AutoModel`` (no padding, no cache); per text, the states of ``encoder``'s layer."""
+    model = AutoModel.from_pretrained(path).eval()
+    states = []
+    for item in encoder.tokenize(texts):
+        with torch.inference_mode():
+            output = model(torch.tensor([item.ids]), output_hidden_states=True)
+        states.append(output.hidden_states[encoder.recipe.layer][0])
+    return states
