@@ -292,8 +292,7 @@ def run_bench(
     Each library first encodes every chunk once, untimed (a warm-up: the first pass over new
     batch shapes is several times slower) that also counts its FLOPs (vLLM's engine, outside
     this process, is not counted); a compiled encoder makes one more pass, which compiles.
-    Then
-    the libraries take turns on the chunks, ``repeats`` times. Returns a JSON-ready report.
+    Then the libraries take turns on the chunks, ``repeats`` times. Returns a JSON-ready report.
     """
     items = list(texts)
     if not items:
@@ -324,7 +323,8 @@ def run_bench(
     for name, function in functions:
         countable = name != "llmvec" or isinstance(backend, Backend)
         flops[name] = _warm_up(function, parts, countable)
-    if getattr(backend, "compiled", False):
+    compiled = bool(getattr(backend, "compiled", False))
+    if compiled:
         _warm_up(ours, parts, count_flops=False)  # compiles for these shapes
 
     seconds = {name: 0.0 for name, _ in functions}
@@ -368,7 +368,7 @@ def run_bench(
         "threads": torch.get_num_threads(),
         "device": str(backend.device),
         "dtype": str(dtype).removeprefix("torch."),
-        "compiled": bool(getattr(backend, "compiled", False)),
+        "compiled": compiled,
         "spec": encoder.spec.to_dict(),
         "matmul_peak_gflop_per_s": round(peak / 1e9, 2),
         "matmul_size": matmul_size,
