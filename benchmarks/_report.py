@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+#: The shared evaluation data (``$LLMVEC_DATA`` where it lies elsewhere, e.g. on a GPU machine).
+DATA = Path(os.environ.get("LLMVEC_DATA", ROOT.parent / "shared" / "data"))
 STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -19,9 +19,7 @@ index bytes per vector). Data is read from ../shared/data/scifact, never copied.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -30,14 +28,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
+from _report import DATA, RESULTS, machine, write_report
 
 from llmvec import Encoder, FaissIndex, Hit
 from llmvec.compress import bytes_per_vector, truncate
 from llmvec.evaluation import encode_corpus, load_beir, retrieval_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
-RESULTS = ROOT / "benchmarks" / "results"
+SCIFACT = DATA / "scifact"
 MODEL = "all-minilm-l6-v2"
 ENCODER_SETTINGS: dict[str, Any] = {"pooling": "mean", "max_length": 256}
 K = 10
@@ -182,12 +179,12 @@ def main() -> None:
         "rescore_vectors": "float16",
         "metrics": "pytrec_eval ndcg_cut_10 and recall_10, mean over judged queries, x100",
         "corpus_encoding": encoding,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "results": results,
         "spec": encoder.spec.to_dict(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compression_quality.json").write_text(json.dumps(output, indent=2) + "\n")
+    write_report(RESULTS / "compression_quality.json", output)
     plot(results, RESULTS / "compression_quality.png")
     for name, row in results.items():
         print(

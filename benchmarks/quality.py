@@ -23,25 +23,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
+from _report import DATA, RESULTS, machine, write_report
 
 from llmvec import Encoder
 from llmvec.evaluation import encode_corpus, evaluate_encoded_corpus, evaluate_sts, load_beir
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
 STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
 SCIFACT = DATA / "scifact"
-OUTPUT = ROOT / "benchmarks" / "results" / "quality.json"
+OUTPUT = RESULTS / "quality.json"
 
 #: SmolLM2 recipes (Encoder arguments); templates imply last_token, pcoteol/ke layer -2.
 SMOLLM2_SETTINGS: dict[str, dict[str, Any]] = {
@@ -205,12 +202,12 @@ def save(report: dict[str, Any], threads: int) -> None:
     report.update(
         published=PUBLISHED,
         scifact_instruction=SCIFACT_INSTRUCTION,
-        machine={"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()},
+        machine=machine(),
         threads=threads,
         not_run=not_run(report),
     )
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(OUTPUT, report)
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,14 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 import ray
 import torch
+from _report import DATA, RESULTS, machine, write_report
 
 from llmvec import Encoder
 from llmvec.evaluation import load_sts
 from llmvec.ray import embed
 
-ROOT = Path(__file__).resolve().parents[1]
-STS_TRAIN = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-train.csv"
-OUTPUT = ROOT / "benchmarks" / "results" / "ray_scaling.json"
+STS_TRAIN = DATA / "stsbenchmark" / "sts-train.csv"
+OUTPUT = RESULTS / "ray_scaling.json"
 BATCH_SIZE = 128
 #: The corpus of the plan, and the wall-clock it should take.
 PLAN_DOCUMENTS = 100_000_000
@@ -164,7 +163,7 @@ def main() -> None:
         "sentences": len(texts),
         "tokens": tokens,
         "ray_version": ray.__version__,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "single_process": [
@@ -191,9 +190,8 @@ def main() -> None:
         },
         "plan_100m_from_one_actor": plan(steady[1], tokens / len(texts), encoder.dim, device),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
+    write_report(args.output, result)
 
 
 if __name__ == "__main__":

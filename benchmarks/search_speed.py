@@ -13,21 +13,17 @@ the algorithms rather than the machine's load. Writes benchmarks/results/search_
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import faiss
 import numpy as np
+from _report import RESULTS, machine, write_report
 
 from llmvec import FaissIndex, Hit
 from llmvec.spec import EmbeddingSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "benchmarks" / "results" / "search_speed.json"
+OUTPUT = RESULTS / "search_speed.json"
 DIM = 576
 K = 10
 
@@ -139,11 +135,10 @@ def main() -> None:
         "faiss": faiss.__version__,
         "faiss_threads": faiss.omp_get_max_threads(),
         "timing": f"best of {args.rounds} alternating rounds per setting",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "results": results,
     }
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps(output, indent=2) + "\n")
+    write_report(OUTPUT, output)
 
 
 if __name__ == "__main__":

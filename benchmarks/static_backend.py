@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import platform
 import tempfile
 import time
 from importlib.metadata import version
@@ -31,14 +29,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import torch
-from encode_speed import ROOT, source_revision
+from _report import DATA, RESULTS, machine, source_revision, write_report
 from scipy.stats import spearmanr
 
 from llmvec import Encoder
 from llmvec.evaluation import load_sts
 from llmvec.static import extract
 
-STS_DEV = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-dev.csv"
+STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
 
 
 def encoders(work: Path) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -74,9 +72,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of static rows (best)")
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "static_backend.json"
-    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "static_backend.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     revision = source_revision()
@@ -136,16 +132,11 @@ def main() -> None:
             "transformers": version("transformers"),
             "wordllama": version("wordllama"),
         },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "note": "sentences/s measured on a shared machine; compare rows of one run only",
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

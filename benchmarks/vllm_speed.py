@@ -13,38 +13,18 @@ Run it in `.venv-vllm` (scripts/test_vllm.sh builds it); writes benchmarks/resul
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
-import subprocess
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+from _report import RESULTS, machine, source_revision, sts_sentences, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
-STS_TEST = ROOT.parent / "shared" / "data" / "stsbenchmark" / "sts-test.csv"
 RECIPE = {"pooling": "mean", "dtype": "float32"}
 
 logger = logging.getLogger("vllm_speed")
-
-
-def sentences(count: int) -> list[str]:
-    """The first ``count`` distinct sentence1 values (column 5) of STS-B test."""
-    from llmvec.evaluation import load_sts
-
-    unique = list(dict.fromkeys(pair.sentence1 for pair in load_sts(STS_TEST)))
-    if len(unique) < count:
-        raise SystemExit(f"{STS_TEST} has only {len(unique)} distinct sentence1 values")
-    return unique[:count]
-
-
-def source_revision() -> str:
-    """The llmvec commit measured, with ``-dirty`` when the working tree had changes."""
-    command = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
-    return subprocess.run(command, capture_output=True, text=True, check=False).stdout.strip()
 
 
 def vllm_version() -> str:
@@ -65,9 +45,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per backend (best)")
     parser.add_argument("--enforce-eager", action="store_true", help="vLLM without torch.compile")
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.3)
-    parser.add_argument(
-        "--output", type=Path, default=ROOT / "benchmarks" / "results" / "vllm_speed.json"
-    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "vllm_speed.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -82,7 +60,7 @@ def main() -> None:
 
     revision = source_revision()  # before encoding: the code that is imported now
     torch.set_num_threads(args.threads)
-    texts = sentences(args.sentences)
+    texts = sts_sentences(args.sentences)
     warmup = texts[: 2 * args.batch_size]
 
     reference = llmvec.Encoder("smollm2", batch_size=args.batch_size, **RECIPE)
@@ -137,13 +115,9 @@ def main() -> None:
             "torch": torch.__version__,
             "transformers": version("transformers"),
         },
-        "machine": {
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.output, report)
     logger.info(
         "transformers %.1f/s, vllm %.1f/s (%.2fx), cosine min %.6f; wrote %s",
         rates["transformers"],
