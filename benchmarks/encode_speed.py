@@ -47,7 +47,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--chunks", type=int, default=4, help="parts the libraries take turns on")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes over the texts")
     parser.add_argument("--dtype", default="float32", help="both libraries' dtype (float32)")
+    parser.add_argument("--device", default="cpu", help="both libraries' device (cpu)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--output", type=Path, default=RESULTS / "encode_speed.json")
     args = parser.parse_args()
@@ -61,8 +63,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in args.cases:
         arguments, peer, target = CASES[name]
-        encoder = Encoder(**arguments, device="cpu", dtype=args.dtype, batch_size=args.batch_size)
-        report = run_bench(encoder, texts, compare=peer, chunks=args.chunks)
+        encoder = Encoder(
+            **arguments, device=args.device, dtype=args.dtype, batch_size=args.batch_size
+        )
+        report = run_bench(encoder, texts, compare=peer, chunks=args.chunks, repeats=args.repeats)
         comparison = report["peer"]
         report["target_ratio"] = target
         report["meets_target"] = comparison["ratio"] >= target and (
@@ -84,7 +88,9 @@ def main() -> None:
             "data": "STS-B test sentence1, first distinct values",
             "sentences": len(texts),
             "batch_size": args.batch_size,
+            "repeats": args.repeats,
             "threads": args.threads,
+            "device": args.device,
             "dtype": args.dtype,
             "versions": versions("llemb", "sentence-transformers"),
             "machine": {"start": started, "end": machine()},

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--modes", nargs="+", choices=["eager", "compiled"], default=["eager", "compiled"]
     )
@@ -64,7 +65,7 @@ def main() -> None:
             encoder = Encoder(
                 "smollm2",
                 pooling="mean",
-                device="cpu",
+                device=args.device,
                 dtype=dtype,
                 max_length=args.max_length,
                 batch_size=args.batch_size,
@@ -98,6 +99,7 @@ def main() -> None:
             "data": f"SciFact corpus, first {len(texts)} documents, at most {args.max_length} "
             "tokens",
             "batch_size": args.batch_size,
+            "device": args.device,
             "threads": torch.get_num_threads(),
             "target_fraction": TARGET,
             "versions": versions(),

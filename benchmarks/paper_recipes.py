@@ -52,9 +52,9 @@ def reference_vectors(
             prompts = [
                 template.replace("{text}", text) for text in texts[start : start + batch_size]
             ]
-            batch = tokenizer(prompts, return_tensors="pt", padding=True)
+            batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
             output = model(**batch, output_hidden_states=True)
-            rows.append(output.hidden_states[layer][:, -1].float().numpy())
+            rows.append(output.hidden_states[layer][:, -1].float().cpu().numpy())
     return np.concatenate(rows)
 
 
@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="both implementations' device (cpu)")
     parser.add_argument("--output", type=Path, default=RESULTS / "paper_recipes.json")
     args = parser.parse_args()
 
@@ -77,14 +78,18 @@ def main() -> None:
 
     started = machine()
     location = resolve_model("smollm2")
-    model = AutoModel.from_pretrained(
-        location.name_or_path, gguf_file=location.gguf_file, dtype=torch.float32
-    ).eval()
+    model = (
+        AutoModel.from_pretrained(
+            location.name_or_path, gguf_file=location.gguf_file, dtype=torch.float32
+        )
+        .to(args.device)
+        .eval()
+    )
     tokenizer = AutoTokenizer.from_pretrained(location.name_or_path, gguf_file=location.gguf_file)
     texts = sts_sentences(args.sentences)
     results: dict[str, Any] = {}
     for name, (template, layer) in PAPER_RECIPES.items():
-        encoder = llmvec.Encoder("smollm2", template=name, dtype="float32")
+        encoder = llmvec.Encoder("smollm2", template=name, dtype="float32", device=args.device)
         encoder.encode(texts[: args.batch_size])  # builds the shared-prefix cache
         began = time.perf_counter()
         ours = encoder.encode(texts, batch_size=args.batch_size)
@@ -116,6 +121,7 @@ def main() -> None:
             "data": "STS-B test sentence1, first distinct values",
             "sentences": len(texts),
             "batch_size": args.batch_size,
+            "device": args.device,
             "threads": torch.get_num_threads(),
             "versions": versions(),
             "machine": {"start": started, "end": machine()},

@@ -47,6 +47,8 @@ def test_smollm2_templates_match_plain_paper_recipe(
     tokenizer = smollm2.backend.tokenizer
     prompts = [TEMPLATES[template].replace("{text}", s) for s in SENTENCES]
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # some transformers versions read no pad token from GGUF
+        tokenizer.pad_token = tokenizer.eos_token
     batch = tokenizer(prompts, padding=True, return_tensors="pt")
     tokenizer.padding_side = "right"
     positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)

@@ -285,14 +285,16 @@ def run_bench(
     batch_size: int | None = None,
     repeats: int = 1,
     chunks: int = 4,
-    matmul_size: int = 2048,
+    matmul_size: int | None = None,
 ) -> dict[str, Any]:
     """Measure ``encoder`` (and ``compare``, a name in :data:`PEERS`) on ``texts``.
 
     Each library first encodes every chunk once, untimed (a warm-up: the first pass over new
     batch shapes is several times slower) that also counts its FLOPs (vLLM's engine, outside
     this process, is not counted); a compiled encoder makes one more pass, which compiles.
-    Then the libraries take turns on the chunks, ``repeats`` times. Returns a JSON-ready report.
+    Then the libraries take turns on the chunks, ``repeats`` times. The peak is measured on
+    ``matmul_size`` square matrices (default 2048 on a CPU, 8192 on a GPU, where a smaller
+    product is too short to time). Returns a JSON-ready report.
     """
     items = list(texts)
     if not items:
@@ -342,6 +344,8 @@ def run_bench(
                     vectors[name].append(_as_array(output))
 
     runs = len(items) * repeats
+    if matmul_size is None:
+        matmul_size = 2048 if torch.device(backend.device).type == "cpu" else 8192
     peak = matmul_peak(dtype, backend.device, size=matmul_size)
     results: dict[str, Any] = {}
     for name, _ in functions:

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# llmvec's CUDA path, measured on a GPU machine: the checks the issue notes record.
+#
+#   benchmarks/gpu.sh OUTPUT_FOLDER [tests] [smollm2] [minilm]     (default: all three)
+#
+# tests:   tests/test_cuda.py: every recipe on CUDA gives the CPU's vectors (tiny models).
+# smollm2: PromptEOL / PCoTEOL / KE against their plain reference (float32); KE (eager and
+#          compiled) and mean against llemb in bfloat16; forward efficiency at long batch
+#          (bfloat16 eager and compiled, float32 eager); STS-B dev Spearman, KE, in both dtypes.
+# minilm:  all-MiniLM-L6-v2 against sentence-transformers (float32).
+#
+# Needs llmvec's dependencies with the bench extra and the packaged models; the data comes from
+# $LLMVEC_DATA (default ../shared/data). Each step has a time limit ($STEP_TIMEOUT, 300 s) and
+# the script goes on after a failed step; the JSON reports and gpu.log land in OUTPUT_FOLDER.
+set -u
+out=${1:?usage: benchmarks/gpu.sh OUTPUT_FOLDER [tests] [smollm2] [minilm]}
+shift
+python=${PYTHON:-python3}
+data=${LLMVEC_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
+mkdir -p "$out"
+log="$out/gpu.log"
+
+step() { # step NAME COMMAND...: run it under the time limit, log it, print its last lines
+    local name=$1 began=$SECONDS status
+    shift
+    echo "== $name: $*" >>"$log"
+    timeout "${STEP_TIMEOUT:-300}" "$@" >"$out/step.log" 2>&1
+    status=$?
+    cat "$out/step.log" >>"$log"
+    echo "== $name: exit $status after $((SECONDS - began)) s"
+    grep -v "it/s\]\|s/it\]" "$out/step.log" | tail -n 6
+    rm -f "$out/step.log"
+}
+
+for part in "${@:-tests smollm2 minilm}"; do
+    for name in $part; do
+        case $name in
+        tests)
+            step cuda-tests "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+            ;;
+        smollm2)
+            step paper-recipes "$python" benchmarks/paper_recipes.py --device cuda \
+                --output "$out/paper_recipes_cuda.json"
+            step encode-speed "$python" benchmarks/encode_speed.py --device cuda \
+                --dtype bfloat16 --repeats 3 --cases smollm2-ke smollm2-ke-compiled smollm2-mean \
+                --output "$out/encode_speed_cuda.json"
+            step forward-efficiency-bf16 "$python" benchmarks/forward_efficiency.py \
+                --device cuda --documents 512 --batch-size 64 --dtypes bfloat16 \
+                --output "$out/forward_efficiency_cuda_bf16.json"
+            step forward-efficiency-fp32 "$python" benchmarks/forward_efficiency.py \
+                --device cuda --documents 512 --batch-size 64 --dtypes float32 --modes eager \
+                --output "$out/forward_efficiency_cuda_fp32.json"
+            for dtype in bfloat16 float32; do
+                step "sts-dev-ke-$dtype" "$python" -m llmvec.cli eval sts --template ke \
+                    --data "$data/stsbenchmark/sts-dev.csv" --device cuda --dtype "$dtype"
+            done
+            ;;
+        minilm)
+            step encode-speed-minilm "$python" benchmarks/encode_speed.py --device cuda \
+                --dtype float32 --repeats 3 --cases minilm-mean \
+                --output "$out/encode_speed_cuda_minilm.json"
+            ;;
+        *)
+            echo "unknown part $name (tests, smollm2, minilm)" >&2
+            exit 2
+            ;;
+        esac
+    done
+done
