@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # llmvec's CUDA path, measured on a GPU machine: the checks the issue notes record.
 #
-#   benchmarks/gpu.sh OUTPUT_FOLDER [tests] [smollm2] [minilm]     (default: all three)
+#   benchmarks/gpu.sh OUTPUT_FOLDER [PART...]        (default: every part, in this order)
 #
-# tests:   tests/test_cuda.py: every recipe on CUDA gives the CPU's vectors (tiny models).
-# smollm2: PromptEOL / PCoTEOL / KE against their plain reference (float32); KE (eager and
-#          compiled) and mean against llemb in bfloat16; forward efficiency at long batch
-#          (bfloat16 eager and compiled, float32 eager); STS-B dev Spearman, KE, in both dtypes.
-# minilm:  all-MiniLM-L6-v2 against sentence-transformers (float32).
+# tests:      tests/test_cuda.py: every recipe on CUDA gives the CPU's vectors (tiny models).
+# recipes:    PromptEOL / PCoTEOL / KE on SmolLM2 against their plain reference (float32).
+# speed:      SmolLM2 KE (eager and compiled) and mean against llemb, in bfloat16.
+# efficiency: SmolLM2 forward at long batch against the matmul peak (bfloat16 eager and
+#             compiled, float32 eager).
+# sts:        STS-B dev Spearman of SmolLM2 KE in bfloat16 and float32.
+# minilm:     all-MiniLM-L6-v2 against sentence-transformers (float32).
 #
 # Needs llmvec's dependencies with the bench extra and the packaged models; the data comes from
 # $LLMVEC_DATA (default ../shared/data). Each step has a time limit ($STEP_TIMEOUT, 300 s) and
 # the script goes on after a failed step; the JSON reports and gpu.log land in OUTPUT_FOLDER.
 set -u
-out=${1:?usage: benchmarks/gpu.sh OUTPUT_FOLDER [tests] [smollm2] [minilm]}
+out=${1:?usage: benchmarks/gpu.sh OUTPUT_FOLDER [tests|recipes|speed|efficiency|sts|minilm]...}
 shift
 python=${PYTHON:-python3}
 data=${LLMVEC_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
@@ -32,24 +34,30 @@ step() { # step NAME COMMAND...: run it under the time limit, log it, print its 
     rm -f "$out/step.log"
 }
 
-for part in "${@:-tests smollm2 minilm}"; do
+for part in "${@:-tests recipes speed efficiency sts minilm}"; do
     for name in $part; do
         case $name in
         tests)
             step cuda-tests "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py
             ;;
-        smollm2)
+        recipes)
             step paper-recipes "$python" benchmarks/paper_recipes.py --device cuda \
                 --output "$out/paper_recipes_cuda.json"
+            ;;
+        speed)
             step encode-speed "$python" benchmarks/encode_speed.py --device cuda \
                 --dtype bfloat16 --repeats 3 --cases smollm2-ke smollm2-ke-compiled smollm2-mean \
                 --output "$out/encode_speed_cuda.json"
+            ;;
+        efficiency)
             step forward-efficiency-bf16 "$python" benchmarks/forward_efficiency.py \
                 --device cuda --documents 512 --batch-size 64 --dtypes bfloat16 \
                 --output "$out/forward_efficiency_cuda_bf16.json"
             step forward-efficiency-fp32 "$python" benchmarks/forward_efficiency.py \
                 --device cuda --documents 512 --batch-size 64 --dtypes float32 --modes eager \
                 --output "$out/forward_efficiency_cuda_fp32.json"
+            ;;
+        sts)
             for dtype in bfloat16 float32; do
                 step "sts-dev-ke-$dtype" "$python" -m llmvec.cli eval sts --template ke \
                     --data "$data/stsbenchmark/sts-dev.csv" --device cuda --dtype "$dtype"
@@ -61,7 +69,7 @@ for part in "${@:-tests smollm2 minilm}"; do
                 --output "$out/encode_speed_cuda_minilm.json"
             ;;
         *)
-            echo "unknown part $name (tests, smollm2, minilm)" >&2
+            echo "unknown part $name (tests, recipes, speed, efficiency, sts, minilm)" >&2
             exit 2
             ;;
         esac

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llmvec import Encoder
-from llmvec.bench import PEERS, matmul_peak, read_texts, run_bench
+from llmvec.bench import PEERS, attention_flops, matmul_peak, read_texts, run_bench
 from llmvec.cli import main
 
 WORDS = ["cats", "dogs", "rain", "the sun", "a long and winding road", "tea"] * 2
@@ -20,6 +20,14 @@ TEXTS = [f"sentence number {i} about {word}" for i, word in enumerate(WORDS)]
 def test_matmul_peak_is_a_rate() -> None:
     rate = matmul_peak(torch.float32, "cpu", size=256, repeats=2)
     assert math.isfinite(rate) and rate > 1e6
+
+
+@pytest.mark.parametrize("kv_heads", [9, 3])  # multi-head, grouped-query (SmolLM2's 9 / 3)
+def test_attention_flops_match_torch_formula(kv_heads: int) -> None:
+    from torch.utils.flop_counter import sdpa_flop_count  # accepts grouped-query shapes in 2.13
+
+    query, key, value = (2, 9, 40, 64), (2, kv_heads, 40, 64), (2, kv_heads, 40, 64)
+    assert attention_flops(query, key, value) == sdpa_flop_count(query, key, value)
 
 
 def test_report_counts_tokens_and_only_the_layers_run(tiny_llama: Path) -> None:

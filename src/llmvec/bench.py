@@ -262,6 +262,34 @@ def _chunks(texts: list[str], count: int) -> list[list[str]]:
     return [texts[start : start + size] for start in range(0, len(texts), size)]
 
 
+def attention_flops(
+    query_shape: Sequence[int],
+    key_shape: Sequence[int],
+    value_shape: Sequence[int],
+    *_: Any,
+    **__: Any,
+) -> int:
+    """The two products of scaled-dot-product attention, ``2·b·h·s_q·s_k·(d + d_v)`` with ``h``
+    the query heads: grouped-query key/value heads count as broadcast to every query head.
+
+    torch 2.11's own formula for the fused CUDA kernels rejects grouped-query shapes, which
+    transformers passes to those kernels (``enable_gqa``) in half precision."""
+    batch, heads, queries, dim = query_shape
+    keys, value_dim = key_shape[-2], value_shape[-1]
+    return 2 * batch * heads * queries * keys * (dim + value_dim)
+
+
+_FUSED_ATTENTION = {
+    getattr(torch.ops.aten, name): attention_flops
+    for name in (
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_cudnn_attention",
+    )
+    if hasattr(torch.ops.aten, name)
+}
+
+
 def _warm_up(function: EncodeFunction, parts: list[list[str]], count_flops: bool) -> int | None:
     """Run ``function`` once over ``parts``; return the FLOPs it did when ``count_flops``.
 
@@ -271,7 +299,8 @@ def _warm_up(function: EncodeFunction, parts: list[list[str]], count_flops: bool
         for part in parts:
             function(part)
         return None
-    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False, custom_mapping=_FUSED_ATTENTION)
+    with torch.compiler.set_stance("force_eager"), counter:
         for part in parts:
             function(part)
     return int(counter.get_total_flops())

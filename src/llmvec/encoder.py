@@ -492,7 +492,9 @@ class Encoder:
         if shared is not None:
             prefix_hidden = shared.hidden.to(hidden.dtype).expand(len(batch), -1, -1)
             hidden = torch.cat([prefix_hidden, hidden], dim=1)
+        pool_mask = pool_mask.to(hidden.device)
         if index is not None:
+            index = index.to(hidden.device)
             return pooling_functions.at_positions(hidden, index)
         if recipe.pooling == "latent_attention":
             pooled: torch.Tensor = self._latent_attention()(hidden, pool_mask)
@@ -509,22 +511,29 @@ class Encoder:
     def _pad(
         self, batch: list[TokenizedText], skip: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pad to one width. The first ``skip`` tokens (a shared prefix) stay in front of any
-        left padding, so the tensors read ``[prefix | padding | rest]``."""
+        """Pad to one width, on the CPU. The first ``skip`` tokens (a shared prefix) stay in
+        front of any left padding, so the rows read ``[prefix | padding | rest]``."""
         width = max(len(t.ids) for t in batch)
-        input_ids = torch.full((len(batch), width), self.inputs.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        pool_mask = torch.zeros((len(batch), width), dtype=torch.bool)
-        for row, item in enumerate(batch):
-            offset = width - len(item.ids) if self.padding_side == "left" else 0
-            # Column of each token: the shared prefix at the start, the rest after the padding.
-            columns = torch.arange(len(item.ids))
-            columns[skip:] += offset
-            input_ids[row, columns] = torch.tensor(item.ids)
-            attention_mask[row, columns] = 1
-            pool_mask[row, columns[item.pool_start :]] = True
-        device = self.backend.device
-        return input_ids.to(device), attention_mask.to(device), pool_mask.to(device)
+        pad = self.inputs.pad_token_id
+        ids_rows, attention_rows, pool_rows = [], [], []
+        for item in batch:
+            length, start = len(item.ids), item.pool_start
+            gap = width - length
+            # Tokens before the gap: the shared prefix with left padding, all of them with right.
+            head = min(skip, length) if self.padding_side == "left" else length
+            ids_rows.append([*item.ids[:head], *[pad] * gap, *item.ids[head:]])
+            attention_rows.append([1] * head + [0] * gap + [1] * (length - head))
+            pool_rows.append(
+                [False] * min(start, head)
+                + [True] * max(head - start, 0)
+                + [False] * (gap + max(min(start, length) - head, 0))
+                + [True] * (length - max(start, head))
+            )
+        return (
+            torch.tensor(ids_rows, dtype=torch.long),
+            torch.tensor(attention_rows, dtype=torch.long),
+            torch.tensor(pool_rows, dtype=torch.bool),
+        )
 
 
 def _check_positive(name: str, value: int) -> None:

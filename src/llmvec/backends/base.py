@@ -35,7 +35,9 @@ class Backend(ModelInfo, Protocol):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
     ) -> torch.Tensor:
         """States ``(batch, seq, hidden)`` after ``layer`` (0 = embeddings, ``num_layers`` = the
-        model's final output). Layers after ``layer`` are not computed."""
+        model's final output), on the backend's device. Layers after ``layer`` are not computed.
+        The inputs may be on the CPU: the backend moves them (the encoder builds batches there,
+        so reading them never waits for the GPU)."""
         ...
 
 

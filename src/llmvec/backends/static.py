@@ -71,6 +71,7 @@ class StaticBackend:
         """Each token's codebook row, scaled by its token weight when the model has them."""
         if layer != 0:
             raise ValueError(f"a static model has only layer 0, got layer {layer}")
+        input_ids = input_ids.to(self.device)
         vectors = F.embedding(input_ids, self.embeddings)
         if self.token_weights is not None:
             vectors = vectors * self.token_weights[input_ids].unsqueeze(-1)

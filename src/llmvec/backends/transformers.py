@@ -285,6 +285,11 @@ class TransformersBackend:
         hidden)``, and the last block's MLP runs for those tokens alone.
         """
         batch = input_ids.shape[0]
+        # Checked where the encoder built the mask (the CPU): reading it there never waits.
+        unmasked = prefix is None and self._runs_unmasked(attention_mask)
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        if positions is not None:
+            positions = positions.to(self.device)
         cache = None
         full_mask = attention_mask
         if prefix is not None:
@@ -297,7 +302,7 @@ class TransformersBackend:
             )
             ones = attention_mask.new_ones((batch, len(prefix.ids)))
             full_mask = torch.cat([ones, attention_mask], dim=1)
-        if prefix is None and self._runs_unmasked(attention_mask):
+        if unmasked:
             # Right padding, causal attention: no real token sees the padding after it.
             model_mask = None
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -319,7 +324,7 @@ class TransformersBackend:
         if positions is None:
             return states
         rows = torch.arange(states.shape[0], device=states.device)
-        return states[rows, positions.to(states.device)].unsqueeze(1)
+        return states[rows, positions].unsqueeze(1)
 
     def _runs_unmasked(self, attention_mask: torch.Tensor) -> bool:
         """Whether this batch may run without its padding mask: causal attention, every row's
