@@ -76,3 +76,47 @@ def test_max_length_too_small_for_template(tiny_llama: Path) -> None:
     encoder = Encoder(str(tiny_llama), template="ke", max_length=8)
     with pytest.raises(ValueError, match="max_length=8"):
         encoder.encode("hello")
+
+
+def _plain_truncation(encoder: Encoder, text: str, prefix: str, template: str) -> list[int]:
+    """The rule written out for one text: the prompt's ids when they fit; else cut the text at
+    the end of one of its own tokens, first dropping as many tokens as the prompt is over, then
+    one more at a time until the prompt fits."""
+    tokenizer = encoder.backend.tokenizer
+    inputs = encoder.inputs
+    budget = inputs.max_length - len(inputs.prefix_ids) - len(inputs.suffix_ids)
+
+    def encode(piece: str) -> list[int]:
+        ids: list[int] = tokenizer(
+            prefix + template.replace("{text}", piece), add_special_tokens=False
+        )["input_ids"]
+        return ids
+
+    ids = encode(text)
+    if len(ids) > budget:
+        alone = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        keep = max(len(alone["input_ids"]) - (len(ids) - budget), 0)
+        while True:
+            ids = encode(text[: alone["offset_mapping"][keep - 1][1]] if keep else "")
+            if len(ids) <= budget or keep == 0:
+                break
+            keep -= 1
+    return inputs.prefix_ids + ids + inputs.suffix_ids
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_batched_truncation_equals_the_plain_rule(tiny_models: dict[str, Path], arch: str) -> None:
+    texts = [
+        " ".join(f"word{i}" for i in range(n)) + " ünïcödé, punctuation!" * (n % 3)
+        for n in (3, 40, 41, 57, 200, 1000)
+    ]
+    instruction = "Instruct: Given a question, retrieve passages\nQuery: "
+    encoder = Encoder(
+        str(tiny_models[arch]), template="prompteol", query_instruction="x", max_length=48
+    )
+    got = encoder.inputs.build(texts, prefix=instruction, template=template_wrapper("prompteol"))
+    template = TEMPLATES["prompteol"]
+    assert [item.ids for item in got] == [
+        _plain_truncation(encoder, text, instruction, template) for text in texts
+    ]
+    assert max(len(item.ids) for item in got) == 48

@@ -122,10 +122,14 @@ class InputBuilder:
                 "tokens"
             )
         ids, offsets = self._tokenize([prefix + template.apply(text) for text in texts])
+        long = [row for row, row_ids in enumerate(ids) if len(row_ids) > budget]
+        if long:
+            over = [len(ids[row]) - budget for row in long]
+            cut = self._truncate([texts[row] for row in long], over, prefix, template, budget)
+            for row, (row_ids, row_offsets) in zip(long, cut, strict=True):
+                ids[row], offsets[row] = row_ids, row_offsets
         results = []
-        for text, text_ids, text_offsets in zip(texts, ids, offsets, strict=True):
-            if len(text_ids) > budget:
-                text, text_ids, text_offsets = self._truncate(text, prefix, template, budget)
+        for text_ids, text_offsets in zip(ids, offsets, strict=True):
             # A token belongs to the instruction when it ends inside the instruction's characters;
             # one that straddles the boundary ("▁word" after "Query:") carries text and is pooled.
             pool_start = sum(1 for _, end in text_offsets if end <= len(prefix)) if prefix else 0
@@ -142,14 +146,28 @@ class InputBuilder:
         return self.prefix_ids + (self._tokenize([head])[0][0] if head else [])
 
     def _truncate(
-        self, text: str, prefix: str, template: Wrapper, budget: int
-    ) -> tuple[str, list[int], list[tuple[int, int]]]:
-        (alone,), (alone_offsets,) = self._tokenize([text])
-        over = len(self._tokenize([prefix + template.apply(text)])[0][0]) - budget
-        keep = max(len(alone) - over, 0)
-        while True:
-            cut = text[: alone_offsets[keep - 1][1]] if keep > 0 else ""
-            (ids,), (offsets,) = self._tokenize([prefix + template.apply(cut)])
-            if len(ids) <= budget or keep == 0:
-                return cut, ids, offsets
-            keep -= 1
+        self, texts: list[str], over: list[int], prefix: str, template: Wrapper, budget: int
+    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Ids and offsets of each prompt, its text cut at the end of one of the text's own
+        tokens so that the prompt fits ``budget``. The first cut drops as many tokens as the prompt
+        is ``over``; a prompt still too long (tokens merge differently at the cut) drops one more,
+        until it fits. Each round tokenizes all the prompts it cuts in one call."""
+        alone_ids, alone_offsets = self._tokenize(texts)
+        keep = [max(len(ids) - extra, 0) for ids, extra in zip(alone_ids, over, strict=True)]
+        cut: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
+        pending = list(range(len(texts)))
+        while pending:
+            cuts = {
+                row: texts[row][: alone_offsets[row][keep[row] - 1][1]] if keep[row] else ""
+                for row in pending
+            }
+            ids, offsets = self._tokenize([prefix + template.apply(cuts[row]) for row in pending])
+            too_long = []
+            for row, row_ids, row_offsets in zip(pending, ids, offsets, strict=True):
+                if len(row_ids) <= budget or keep[row] == 0:
+                    cut[row] = (row_ids, row_offsets)
+                else:
+                    keep[row] -= 1
+                    too_long.append(row)
+            pending = too_long
+        return cut
