@@ -37,7 +37,7 @@ def test_peak_memory_reads_the_cuda_counters(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: allocated["now"])
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: allocated["peak"])
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
-    memory = PeakMemory(CUDA, interval=10.0)  # no sample lands: only the counters count
+    memory = PeakMemory(CUDA)  # the allocator's counters alone: no sampling thread on CUDA
     with memory:
         allocated["peak"] = 740 * mib  # a pass allocated 640 MiB more, then freed it
     assert memory.report() == {"peak_mib": 740.0, "added_mib": 640.0}

@@ -74,8 +74,9 @@ def _resident_bytes() -> int:
 
 
 class PeakMemory:
-    """Peak resident memory (CPU, sampled every few milliseconds) or peak allocated CUDA
-    memory over every ``with`` block it guards, and the most it rose within one block."""
+    """Peak resident memory (CPU, sampled every few milliseconds by a thread) or peak allocated
+    CUDA memory (the allocator's own counter) over every ``with`` block it guards, and the most
+    it rose within one block."""
 
     def __init__(self, device: torch.device, interval: float = 0.01) -> None:
         self.device = device
@@ -101,15 +102,17 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         self._start = self._block_peak = self._now()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        if self.device.type != "cuda":  # CUDA keeps its own peak; no thread competes for the GIL
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join()
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
         if self.device.type == "cuda":
             self._block_peak = max(
                 self._block_peak, int(torch.cuda.max_memory_allocated(self.device))
