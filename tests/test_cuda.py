@@ -12,7 +12,7 @@ import torch
 
 from llmvec import Encoder
 from llmvec.bench import PeakMemory
-from llmvec.testing import TINY_ARCHITECTURES, row_cosines
+from llmvec.testing import TINY_ARCHITECTURES, record_forward_passes, row_cosines
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -83,3 +83,12 @@ def test_compiled_blocks_on_cuda_give_the_eager_vectors(tiny_llama: Path) -> Non
         eager = _vectors(tiny_llama, "cuda", "float32", RECIPES[recipe])
         compiled = _vectors(tiny_llama, "cuda", "float32", {**RECIPES[recipe], "compile": True})
         assert row_cosines(compiled, eager).min() > 0.9999
+
+
+def test_short_sentences_run_in_the_fewest_passes_on_cuda(tiny_llama: Path) -> None:
+    # On a GPU the host's work per pass outweighs the padding a split would save.
+    texts = [" ".join(["word"] * (1 + i % 23)) for i in range(250)]
+    encoder = Encoder(str(tiny_llama), device="cuda", pooling="mean", batch_size=32)
+    with record_forward_passes(encoder, hold_s=0) as log:
+        encoder.encode(texts)
+    assert len(log.batch_sizes) == -(-250 // 32)

@@ -11,7 +11,12 @@ import pytest
 import torch
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.encoder import plan_batches
+from llmvec.encoder import (
+    ACCELERATOR_BATCH_OVERHEAD_TOKENS,
+    BATCH_OVERHEAD_TOKENS,
+    batch_overhead_tokens,
+    plan_batches,
+)
 from llmvec.pooling import POOLING_METHODS
 from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
@@ -265,6 +270,20 @@ def test_plan_batches_splits_a_long_tail_off() -> None:
     batches = plan_batches(lengths, batch_size=8, overhead_tokens=32)
     assert [0] in batches
     assert _padded_cost(lengths, batches, 0) == 200 + 15 * 10
+
+
+def test_a_gpu_plans_fewer_passes_but_still_splits_a_long_tail() -> None:
+    """On a GPU a pass costs about a thousand tokens (host work), on a CPU a few dozen."""
+    assert batch_overhead_tokens(torch.device("cpu")) == BATCH_OVERHEAD_TOKENS
+    assert batch_overhead_tokens(torch.device("cuda")) == ACCELERATOR_BATCH_OVERHEAD_TOKENS
+    assert batch_overhead_tokens(torch.device("mps")) == ACCELERATOR_BATCH_OVERHEAD_TOKENS
+    rng = random.Random(0)
+    sentences = [rng.randint(6, 40) for _ in range(250)]  # short sentences, as in STS-B
+    on_cpu = plan_batches(sentences, 32, overhead_tokens=BATCH_OVERHEAD_TOKENS)
+    on_gpu = plan_batches(sentences, 32, overhead_tokens=ACCELERATOR_BATCH_OVERHEAD_TOKENS)
+    assert len(on_gpu) == -(-250 // 32) < len(on_cpu)
+    documents = [4000] + [10] * 31  # padding 31 short texts to 4,000 tokens costs far more
+    assert [0] in plan_batches(documents, 32, overhead_tokens=ACCELERATOR_BATCH_OVERHEAD_TOKENS)
 
 
 def test_max_tokens_per_batch(tiny_llama: Path) -> None:
