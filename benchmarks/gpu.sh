@@ -10,12 +10,14 @@
 #             compiled, float32 eager).
 # sts:        STS-B dev Spearman of SmolLM2 KE in bfloat16 and float32.
 # minilm:     all-MiniLM-L6-v2 against sentence-transformers (float32).
+# profile:    host time against GPU kernel time per batch, llmvec and the peer (profile_encode.py):
+#             SmolLM2 KE against llemb, all-MiniLM-L6-v2 against sentence-transformers.
 #
 # Needs llmvec's dependencies with the bench extra and the packaged models; the data comes from
 # $LLMVEC_DATA (default ../shared/data). Each step has a time limit ($STEP_TIMEOUT, 300 s) and
 # the script goes on after a failed step; the JSON reports and gpu.log land in OUTPUT_FOLDER.
 set -u
-out=${1:?usage: benchmarks/gpu.sh OUTPUT_FOLDER [tests|recipes|speed|efficiency|sts|minilm]...}
+out=${1:?usage: benchmarks/gpu.sh OUTPUT_FOLDER [tests|recipes|speed|efficiency|sts|minilm|profile]...}
 shift
 python=${PYTHON:-python3}
 data=${LLMVEC_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}
@@ -34,7 +36,7 @@ step() { # step NAME COMMAND...: run it under the time limit, log it, print its 
     rm -f "$out/step.log"
 }
 
-for part in "${@:-tests recipes speed efficiency sts minilm}"; do
+for part in "${@:-tests recipes speed efficiency sts minilm profile}"; do
     for name in $part; do
         case $name in
         tests)
@@ -68,8 +70,15 @@ for part in "${@:-tests recipes speed efficiency sts minilm}"; do
                 --dtype float32 --repeats 3 --cases minilm-mean \
                 --output "$out/encode_speed_cuda_minilm.json"
             ;;
+        profile)
+            step profile-ke "$python" benchmarks/profile_encode.py --template ke --device cuda \
+                --dtype bfloat16 --compare llemb --output "$out/profile_ke_cuda.json"
+            step profile-minilm "$python" benchmarks/profile_encode.py --model all-minilm-l6-v2 \
+                --pooling mean --device cuda --compare sentence-transformers \
+                --output "$out/profile_minilm_cuda.json"
+            ;;
         *)
-            echo "unknown part $name (tests, recipes, speed, efficiency, sts, minilm)" >&2
+            echo "unknown part $name (tests, recipes, speed, efficiency, sts, minilm, profile)" >&2
             exit 2
             ;;
         esac

@@ -287,7 +287,11 @@ def test_cli_eval_sts_prints_and_writes_the_library_result(
     written = json.loads(output.read_text())
     expected = evaluate_sts(minilm, path)["spearman"]
     assert written["spearman"] == pytest.approx(expected, abs=1e-4)
-    assert re.search(rf"^spearman +{expected:.2f}$", capsys.readouterr().out, re.MULTILINE)
+    # What computed it is printed and kept: the recipe's precision is the vectors', not this.
+    assert written["compute"] == {"backend": "transformers", "device": "cpu", "dtype": "float32"}
+    printed = capsys.readouterr().out
+    assert re.search(rf"^spearman +{expected:.2f}$", printed, re.MULTILINE)
+    assert re.search(r"^compute +transformers, cpu, float32$", printed, re.MULTILINE)
 
 
 @pytest.mark.slow

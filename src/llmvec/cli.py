@@ -352,7 +352,20 @@ def run_eval(args: argparse.Namespace) -> int:
         f"pooling={spec['pooling']} template={template_name(template) or template} "
         f"layer={spec['layer']} dim={spec['dim']} precision={spec['precision']}"
     )
-    rows = [("data", f"{args.data} ({counts})"), ("model", spec["model"]), ("recipe", recipe)]
+    backend = encoder.backend
+    dtype = getattr(backend, "dtype", None)
+    result["compute"] = {
+        "backend": backend.name,
+        "device": str(backend.device),
+        "dtype": None if dtype is None else str(dtype).removeprefix("torch."),
+    }
+    compute = ", ".join(value for value in result["compute"].values() if value)
+    rows = [
+        ("data", f"{args.data} ({counts})"),
+        ("model", spec["model"]),
+        ("recipe", recipe),
+        ("compute", compute),
+    ]
     if args.task == "retrieval" and spec["query_instruction"]:
         rows.append(("query instruction", spec["query_instruction"]))
     rows += [(name, f"{result[name]:.2f}") for name in metrics]
