@@ -4,6 +4,7 @@ CUDA device is present (CI has none); run on the GPU machine as
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,17 @@ def test_short_sentences_run_in_the_fewest_passes_on_cuda(tiny_llama: Path) -> N
     with record_forward_passes(encoder, hold_s=0) as log:
         encoder.encode(texts)
     assert len(log.batch_sizes) == -(-250 // 32)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("flash_attn") is None, reason="needs flash-attn")
+@pytest.mark.parametrize(
+    "recipe", ["mean", "ke", "left-padding-weighted-mean", "bidirectional-mean"]
+)
+def test_flash_attention_gives_the_sdpa_vectors(tiny_llama: Path, recipe: str) -> None:
+    settings = RECIPES[recipe]
+    flash = Encoder(str(tiny_llama), device="cuda", dtype="bfloat16", **settings)
+    assert flash.backend.model.config._attn_implementation == "flash_attention_2"  # type: ignore[union-attr]
+    sdpa = Encoder(
+        str(tiny_llama), device="cuda", dtype="bfloat16", attn_implementation="sdpa", **settings
+    )
+    assert row_cosines(flash.encode(TEXTS), sdpa.encode(TEXTS)).min() > 0.99

@@ -4,10 +4,16 @@ The real CUDA run is the device check recorded in the issue notes when a GPU is 
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from llmvec.backends.transformers import default_device, resolve_dtype
+import llmvec.backends.transformers as transformers_backend
+from llmvec import Encoder
+from llmvec.backends.transformers import default_attention, default_device, resolve_dtype
 from llmvec.bench import PeakMemory
 
 CUDA = torch.device("cuda")
@@ -41,3 +47,49 @@ def test_peak_memory_reads_the_cuda_counters(monkeypatch: pytest.MonkeyPatch) ->
     with memory:
         allocated["peak"] = 740 * mib  # a pass allocated 640 MiB more, then freed it
     assert memory.report() == {"peak_mib": 740.0, "added_mib": 640.0}
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_flash_attention_is_the_default_on_cuda_in_half_precision_when_installed(
+    monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (
+            (SimpleNamespace() if installed else None)
+            if name == "flash_attn"
+            else find_spec(name, *a)
+        ),
+    )
+    expected = "flash_attention_2" if installed else None
+    assert default_attention(CUDA, torch.bfloat16) == expected
+    assert default_attention(CUDA, torch.float16) == expected
+    assert default_attention(CUDA, torch.float32) is None  # flash kernels are half precision
+    assert default_attention(torch.device("cpu"), torch.bfloat16) is None
+
+
+def test_the_default_attention_reaches_the_model_unless_one_is_chosen(
+    monkeypatch: pytest.MonkeyPatch, tiny_llama: Path
+) -> None:
+    # A CPU stand-in for flash attention: "eager" is an implementation every model has.
+    monkeypatch.setattr(transformers_backend, "default_attention", lambda device, dtype: "eager")
+    chosen = Encoder(str(tiny_llama)).backend.model.config._attn_implementation  # type: ignore[union-attr]
+    assert chosen == "eager"
+    kept = Encoder(str(tiny_llama), attn_implementation="sdpa")
+    assert kept.backend.model.config._attn_implementation == "sdpa"  # type: ignore[union-attr]
+
+
+def test_an_attention_the_model_cannot_run_falls_back_to_the_default(
+    monkeypatch: pytest.MonkeyPatch, tiny_llama: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # flash_attention_2 without the package (or without CUDA) is refused by transformers.
+    monkeypatch.setattr(
+        transformers_backend, "default_attention", lambda device, dtype: "flash_attention_2"
+    )
+    with caplog.at_level("INFO", logger="llmvec.backends.transformers"):
+        encoder = Encoder(str(tiny_llama))
+    assert encoder.backend.model.config._attn_implementation == "sdpa"  # type: ignore[union-attr]
+    assert "flash_attention_2 unavailable here" in caplog.text
+    assert encoder.encode(["still works"]).shape == (1, encoder.dim)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -43,6 +44,16 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def default_attention(device: torch.device, dtype: torch.dtype) -> str | None:
+    """``flash_attention_2`` on a CUDA device in half precision when the ``flash-attn``
+    package is installed (it skips the padding of a batch instead of computing it); otherwise
+    ``None``: transformers' own default, SDPA."""
+    half = dtype in (torch.float16, torch.bfloat16)
+    if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return None
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
@@ -147,6 +158,18 @@ def _compiled_without_cache(
     return forward
 
 
+def _load_model(name_or_path: str, attention: str | None, **kwargs: Any) -> Any:
+    """``AutoModel.from_pretrained``, with ``attention`` as the attention implementation unless
+    the caller chose one; where the model or the installed kernel cannot run it, the default."""
+    if attention is None or "attn_implementation" in kwargs:
+        return AutoModel.from_pretrained(name_or_path, **kwargs)
+    try:
+        return AutoModel.from_pretrained(name_or_path, attn_implementation=attention, **kwargs)
+    except (ValueError, ImportError) as error:
+        logger.info("%s unavailable here (%s); using the default attention", attention, error)
+        return AutoModel.from_pretrained(name_or_path, **kwargs)
+
+
 def is_decoder_config(model_type: str) -> bool:
     """True for decoder-only (causal) architectures, False for BERT-style encoders."""
     return (
@@ -221,8 +244,12 @@ class TransformersBackend:
                 f"{model!r} has no fast tokenizer; llmvec needs character offsets to keep "
                 "instructions out of pooling"
             )
-        loaded = AutoModel.from_pretrained(
-            location.name_or_path, dtype=self.dtype, trust_remote_code=trust_remote_code, **kwargs
+        loaded = _load_model(
+            location.name_or_path,
+            dtype=self.dtype,
+            trust_remote_code=trust_remote_code,
+            attention=default_attention(self.device, self.dtype),
+            **kwargs,
         )
         if adapter_directories:
             loaded = merge_adapters(loaded, adapter_directories)
