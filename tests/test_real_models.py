@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -78,3 +79,22 @@ def test_minilm_is_an_encoder_model(minilm: Encoder) -> None:
     tokenizer = minilm.backend.tokenizer
     assert item.ids[0] == tokenizer.cls_token_id and item.ids[-1] == tokenizer.sep_token_id
     assert item.pool_start == 0  # BERT-style models pool CLS and SEP, as they were trained
+
+
+@pytest.mark.slow
+def test_gguf_loads_as_a_dense_model_without_the_packed_weights_warning() -> None:
+    # transformers warns that bfloat16 casts every matmul of packed GGUF weights; llmvec asks
+    # for the weights unpacked, so the warning would be false (and the layers must be plain).
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(handler)
+    try:
+        encoder = Encoder("smollm2", dtype="bfloat16")
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert not [r for r in records if "weights packed" in r.getMessage()]
+    projection = encoder.backend.model.layers[0].mlp.gate_proj  # type: ignore[union-attr]
+    assert type(projection) is torch.nn.Linear
+    assert projection.weight.dtype == torch.bfloat16

@@ -11,6 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,19 @@ def fingerprint(location: ModelLocation, revision: str | None = None) -> str | N
     return "sha256:" + digest.hexdigest()[:16]
 
 
+def gguf_dense_kwargs(gguf_file: str) -> dict[str, Any]:
+    """``from_pretrained`` arguments that load a GGUF file as a plain dense model, as llmvec
+    needs (its layers are cast, compiled and hooked as ordinary ``nn.Linear``). transformers 5.19
+    would otherwise keep the weights in GGUF blocks wherever its ``kernels`` package is installed,
+    and warns, wrongly for a file it then unpacks anyway, that bfloat16 casts every matmul."""
+    try:
+        from transformers import GgufConfig  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:  # transformers before 5.19 always unpacks GGUF
+        return {"gguf_file": gguf_file}
+    config = GgufConfig(gguf_file=gguf_file, dequantize=True)
+    return {"gguf_file": gguf_file, "quantization_config": config}
+
+
 def cache_dir() -> Path:
     """Where llmvec keeps files it derives from models: ``$LLMVEC_CACHE`` or ``~/.cache/llmvec``."""
     return Path(os.environ.get("LLMVEC_CACHE", Path.home() / ".cache" / "llmvec"))
@@ -132,9 +146,12 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
 
     logger.info("converting %s to a safetensors folder in %s (once)", location.gguf_file, folder)
     directory, name = location.name_or_path, location.gguf_file
-    loaded = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        directory, dtype=torch.float32, **gguf_dense_kwargs(name)
+    )
     config = loaded.config
-    del config.quantization_config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     rebuilt.load_state_dict(loaded.state_dict())
     # Written beside the final folder, then renamed: concurrent conversions never see half a model.

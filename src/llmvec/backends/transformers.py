@@ -26,7 +26,7 @@ from transformers.models.auto.modeling_auto import (
 from llmvec.adapters import adapters_revision, merge_adapters, resolve_adapters
 from llmvec.attention import check_bidirectional, forward_kwargs
 from llmvec.backends.base import PrefixState
-from llmvec.models import fingerprint, resolve_model
+from llmvec.models import fingerprint, gguf_dense_kwargs, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -230,8 +230,10 @@ class TransformersBackend:
         if bnb_config is not None:
             kwargs["quantization_config"] = bnb_config
             kwargs.setdefault("device_map", {"": str(self.device)})
+        # bitsandbytes or the caller's own quantization: its weights keep their storage dtype.
+        quantized_weights = "quantization_config" in kwargs
         if location.gguf_file is not None:
-            kwargs["gguf_file"] = location.gguf_file
+            kwargs.update(gguf_dense_kwargs(location.gguf_file))
         revision = kwargs.get("revision")
         tokenizer_kwargs = {
             key: kwargs[key] for key in ("gguf_file", "revision", "token") if key in kwargs
@@ -256,7 +258,7 @@ class TransformersBackend:
         self.model: PreTrainedModel = loaded
         if bnb_config is None and "device_map" not in kwargs:
             self.model.to(self.device)
-        if bnb_config is None and "quantization_config" not in kwargs:
+        if not quantized_weights:
             _cast_floating(self.model, self.dtype)
         self.model.eval()
         self.model.requires_grad_(False)
