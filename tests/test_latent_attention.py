@@ -189,3 +189,12 @@ def test_bad_weights_are_clear_errors(tiny_llama: Path, tmp_path: Path) -> None:
         LatentAttentionPooling.load(tmp_path / "other.safetensors")
     with pytest.raises(ValueError, match="num_heads must be a positive integer, got 0"):
         LatentAttentionPooling(64, num_heads=0)
+
+
+def test_a_spec_brings_its_trained_head_back(tiny_llama: Path, tmp_path: Path) -> None:
+    path = tmp_path / "head.safetensors"
+    LatentAttentionPooling.random(64, seed=7, num_latents=64, num_heads=4).save(path)
+    encoder = Encoder(str(tiny_llama), pooling="latent_attention", latent_attention_weights=path)
+    restored = Encoder.from_spec(encoder.spec)
+    encoder.spec.check_compatible(restored.spec)
+    np.testing.assert_allclose(restored.encode(["a text"]), encoder.encode(["a text"]), atol=1e-6)

@@ -143,3 +143,23 @@ def test_bad_adapter_arguments(tiny_llama: Path, adapters: list[Path], tmp_path:
         Encoder(str(tiny_llama), adapters=[str(pickled)])
     with pytest.raises(ValueError, match="cannot be merged into a bitsandbytes-quantized model"):
         Encoder(str(tiny_llama), adapters=[str(adapters[0])], quantization="8bit")
+
+
+def test_a_spec_brings_its_adapters_back(
+    tiny_llama: Path, adapters: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index built with adapters is searched from its spec alone (``llmvec search``), from
+    any working directory; adapters that moved are named again and still recognised."""
+    monkeypatch.chdir(adapters[0].parent)
+    encoder = Encoder(str(tiny_llama), adapters=[path.name for path in adapters])  # relative
+    spec = encoder.spec
+    monkeypatch.chdir(tmp_path)
+    restored = Encoder.from_spec(spec)
+    spec.check_compatible(restored.spec)
+    np.testing.assert_allclose(restored.encode(TEXTS), encoder.encode(TEXTS), atol=1e-6)
+    moved = [Path(shutil.copytree(path, tmp_path / path.name)) for path in adapters]
+    relocated = Encoder.from_spec(spec, adapters=moved)
+    spec.check_compatible(relocated.spec)  # same contents, another place
+    base = Encoder.from_spec(spec.replace(extra=()))  # the adapters forgotten: refused
+    with pytest.raises(ValueError, match="model_revision"):
+        spec.check_compatible(base.spec)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -237,6 +239,8 @@ class Encoder:
                 f"truncate_dim={truncate_dim} exceeds the model's dimension "
                 f"{self.backend.hidden_size}"
             )
+        #: Where LoRA adapters came from (absolute where local), kept in the spec for from_spec.
+        self.adapters = [_location(adapter) for adapter in backend_kwargs.get("adapters") or []]
         self.recipe = resolve_recipe(pooling, template, layer, self.backend.num_layers)
         self.bidirectional = bidirectional
         self.query_instruction = query_instruction
@@ -276,8 +280,13 @@ class Encoder:
         """The :class:`EmbeddingSpec` of the vectors this encoder produces by default."""
         has_instruction = bool(self.query_instruction or self.document_instruction)
         extra = () if self.add_bos is None else (("add_bos", str(self.add_bos).lower()),)
+        if self.adapters:
+            extra = (*extra, ("adapters", json.dumps(self.adapters)))
         if self.recipe.pooling == "latent_attention":
             extra = (*extra, ("latent_attention", self._latent_attention().identity))
+            if self.latent_attention_weights is not None:
+                weights = _location(self.latent_attention_weights)
+                extra = (*extra, ("latent_attention_weights", weights))
         return EmbeddingSpec(
             model=self.model_name,
             model_revision=self.backend.model_revision,
@@ -301,9 +310,15 @@ class Encoder:
     @classmethod
     def from_spec(cls, spec: EmbeddingSpec, **kwargs: Any) -> Encoder:
         """An encoder that produces vectors of ``spec`` (as stored with an index); ``kwargs``
-        (device, dtype, batch_size...) set what does not change the vectors."""
+        (device, dtype, batch_size...) set what does not change the vectors, or say where the
+        spec's adapters or latent-attention head lie now (``adapters=``,
+        ``latent_attention_weights=``) when they moved."""
         extra = dict(spec.extra)
         add_bos = {"true": True, "false": False}.get(extra.get("add_bos", ""))
+        if "adapters" in extra:
+            kwargs.setdefault("adapters", json.loads(extra["adapters"]))
+        if "latent_attention_weights" in extra:
+            kwargs.setdefault("latent_attention_weights", extra["latent_attention_weights"])
         return cls(
             spec.model,
             backend=spec.backend,
@@ -547,6 +562,13 @@ class Encoder:
             torch.tensor(attention_rows, dtype=torch.long),
             torch.tensor(pool_rows, dtype=torch.bool),
         )
+
+
+def _location(path_or_id: str | os.PathLike[str]) -> str:
+    """A local path made absolute (a spec must name it from any working directory); a hub id
+    as given."""
+    path = Path(path_or_id).expanduser()
+    return str(path.resolve()) if path.exists() else str(path_or_id)
 
 
 def _check_positive(name: str, value: int) -> None:

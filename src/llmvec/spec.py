@@ -13,6 +13,10 @@ SPEC_VERSION = 1
 # a model revision (a hub commit or a content fingerprint), the revision is the identity and the
 # location may differ (the same GGUF file installed in two virtual environments).
 _LOCATION_FIELDS = ("model",)
+#: ``extra`` entries that say where further weights were loaded from (LoRA adapters, a latent-
+#: attention head); their contents are identified elsewhere (the model revision, the head's
+#: fingerprint), so like ``model`` they may differ when both specs carry a revision.
+LOCATION_EXTRA = ("adapters", "latent_attention_weights")
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,16 @@ class EmbeddingSpec:
 
     def differences(self, other: EmbeddingSpec) -> list[str]:
         """Names of the fields whose values make vectors of ``self`` and ``other`` incomparable."""
-        skip: tuple[str, ...] = ()
-        if self.model_revision is not None and other.model_revision is not None:
-            skip = _LOCATION_FIELDS
-        return [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name not in skip and getattr(self, f.name) != getattr(other, f.name)
-        ]
+        locations_may_differ = self.model_revision is not None and other.model_revision is not None
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        if locations_may_differ:
+            for values in (mine, theirs):
+                for name in _LOCATION_FIELDS:
+                    del values[name]
+                values["extra"] = [
+                    item for item in values["extra"] if item[0] not in LOCATION_EXTRA
+                ]
+        return [name for name in mine if mine[name] != theirs[name]]
 
     def check_compatible(self, other: EmbeddingSpec, *, what: str = "index") -> None:
         """Raise ``ValueError`` naming each differing field if ``other`` cannot query ``self``."""
