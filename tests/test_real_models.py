@@ -11,6 +11,7 @@ import torch
 
 from llmvec import Encoder
 from llmvec.models import resolve_model
+from llmvec.templates import instruction_prefix
 from llmvec.testing import row_cosines
 
 SENTENCES = [
@@ -98,3 +99,17 @@ def test_gguf_loads_as_a_dense_model_without_the_packed_weights_warning() -> Non
     projection = encoder.backend.model.layers[0].mlp.gate_proj  # type: ignore[union-attr]
     assert type(projection) is torch.nn.Linear
     assert projection.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_llm2vec_format_matches_its_input_and_embed_mask(smollm2: Encoder) -> None:
+    """LLM2Vec feeds ``f"{instruction.strip()} {text}"`` (tokenizer specials added) and pools
+    the last ``len(tokenize(text))`` tokens (its embed_mask): written out here from its rule."""
+    tokenizer = smollm2.backend.tokenizer
+    instruction = "Given a scientific claim, retrieve documents that support or refute the claim"
+    prefix = instruction_prefix(instruction, "llm2vec")
+    items = smollm2.inputs.build(SENTENCES, prefix=prefix)
+    for item, text in zip(items, SENTENCES, strict=True):
+        assert item.ids == tokenizer(f"{instruction} {text}")["input_ids"]
+        text_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert len(item.ids) - item.pool_start == text_tokens

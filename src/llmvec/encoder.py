@@ -162,8 +162,8 @@ class Encoder:
         layer: hidden layer to pool (0 = embeddings, -1 = last); ``None`` follows the template.
         query_instruction / document_instruction: task descriptions for
             :meth:`encode_queries` / :meth:`encode_documents`.
-        instruction_format: ``e5``, ``gte-qwen2``, ``qwen3``, ``nv-embed`` or a custom string
-            with ``{task}`` and ``{text}`` slots (``None``: e5's).
+        instruction_format: ``e5``, ``gte-qwen2``, ``qwen3``, ``nv-embed``, ``llm2vec`` or a
+            custom string with ``{task}`` and ``{text}`` slots (``None``: e5's).
         max_length: tokens per input, everything included; longer texts are cut, templates not.
         normalize: L2-normalise the vectors (after Matryoshka truncation).
         truncate_dim: keep the first dimensions only (Matryoshka).

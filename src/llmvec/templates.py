@@ -32,6 +32,8 @@ INSTRUCTION_FORMATS: dict[str, str] = {
     "gte-qwen2": "Instruct: {task}\nQuery: {text}",  # gte-Qwen2-*-instruct
     "qwen3": "Instruct: {task}\nQuery:{text}",  # Qwen3-Embedding (no space after "Query:")
     "nv-embed": "Instruct: {task}\nQuery: {text}",  # NV-Embed: prefix, excluded from pooling
+    # LLM2Vec (supervised checkpoints): "instruction text", the instruction left out of pooling
+    "llm2vec": "{task} {text}",
 }
 
 
