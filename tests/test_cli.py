@@ -177,6 +177,36 @@ def test_encode(
     )
 
 
+def test_encode_queries_with_an_instruction_format(
+    capsys: pytest.CaptureFixture[str], tiny_llama: Path
+) -> None:
+    texts = ["Tides follow the Moon.", "Feed the starter daily."]
+    instruction = "Retrieve passages"
+    expected = llmvec.Encoder(
+        str(tiny_llama),
+        query_instruction=instruction,
+        instruction_format="qwen3",
+        max_tokens_per_batch=16,
+    ).encode_queries(texts)
+    options = ["--query-instruction", instruction, "--instruction-format", "qwen3"]
+    code, out, _ = _run(
+        capsys,
+        "encode",
+        *texts,
+        "--query",
+        "--model",
+        str(tiny_llama),
+        *options,
+        "--max-tokens-per-batch",
+        "16",
+    )
+    rows = np.array([json.loads(line) for line in out.strip().splitlines()])
+    assert code == 0
+    np.testing.assert_allclose(rows, expected, atol=1e-6)
+    default = llmvec.Encoder(str(tiny_llama), query_instruction=instruction).encode_queries(texts)
+    assert np.sum(rows * default, axis=1).min() < 0.9999  # the format changed the input
+
+
 def test_errors_are_short_and_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], loaded_models: None
 ) -> None:

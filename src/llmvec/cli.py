@@ -73,7 +73,17 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-length", type=int, default=512, help="tokens per input (512)")
     group.add_argument("--truncate-dim", type=int, help="keep the first N dimensions (Matryoshka)")
     group.add_argument("--query-instruction", help="task instruction put before queries")
+    group.add_argument(
+        "--instruction-format",
+        help="how the instruction wraps a query: e5 (default), gte-qwen2, qwen3, nv-embed, "
+        "llm2vec, or a custom string with {task} and {text} slots",
+    )
     group.add_argument("--batch-size", type=int, default=32, help="texts per batch (32)")
+    group.add_argument(
+        "--max-tokens-per-batch",
+        type=int,
+        help="also cut batches at this many padded tokens (long documents, large GPU batches)",
+    )
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     group.add_argument(
         "--dtype",
@@ -102,7 +112,9 @@ def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "max_length": args.max_length,
         "truncate_dim": args.truncate_dim,
         "query_instruction": args.query_instruction,
+        "instruction_format": args.instruction_format,
         "batch_size": args.batch_size,
+        "max_tokens_per_batch": args.max_tokens_per_batch,
         **compiled,
     }
 
