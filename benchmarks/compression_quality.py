@@ -183,7 +183,6 @@ def main() -> None:
         "results": results,
         "spec": encoder.spec.to_dict(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
     write_report(RESULTS / "compression_quality.json", output)
     plot(results, RESULTS / "compression_quality.png")
     for name, row in results.items():

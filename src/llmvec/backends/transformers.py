@@ -170,6 +170,12 @@ def _load_model(name_or_path: str, attention: str | None, **kwargs: Any) -> Any:
         return AutoModel.from_pretrained(name_or_path, **kwargs)
 
 
+def _probe_agrees(expected: torch.Tensor, got: torch.Tensor) -> bool:
+    """Whether a shortcut's states on a probe equal the plain pass's: every state's cosine to
+    its counterpart above 0.9999."""
+    return bool((torch.cosine_similarity(expected.float(), got.float(), dim=-1) > 0.9999).all())
+
+
 def is_decoder_config(model_type: str) -> bool:
     """True for decoder-only (causal) architectures, False for BERT-style encoders."""
     return (
@@ -381,8 +387,7 @@ class TransformersBackend:
                 position_ids=torch.arange(ids.shape[1], device=self.device).expand_as(ids),
                 layer=self.num_layers,
             )
-        expected, got = masked[real].float(), unmasked[real].float()
-        return bool((torch.cosine_similarity(expected, got, dim=-1) > 0.9999).all())
+        return _probe_agrees(masked[real], unmasked[real])
 
     def _probe_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two rows of six token ids, the second right-padded after four; with position ids."""
@@ -414,8 +419,7 @@ class TransformersBackend:
                 return False
         if narrowed.shape != full.shape:
             return False
-        expected, got = full[rows, positions].float(), narrowed[rows, positions].float()
-        return bool((torch.cosine_similarity(expected, got, dim=-1) > 0.9999).all())
+        return _probe_agrees(full[rows, positions], narrowed[rows, positions])
 
     def prefix_state(self, ids: list[int], layer: int) -> PrefixState:
         """Run a shared prefix once and keep its keys/values (for the layers before ``layer``)
