@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 from llmvec import pooling as pooling_functions
 from llmvec.backends import Backend, PooledBackend, load_backend
 from llmvec.backends.base import PrefixCachingBackend, PrefixState
+from llmvec.cpu_memory import reuse_freed_memory
 from llmvec.inputs import InputBuilder, TokenizedText
 from llmvec.latent_attention import LatentAttentionPooling, build_head
 from llmvec.models import DEFAULT_MODEL
@@ -445,6 +447,7 @@ class Encoder:
         output = torch.empty((len(texts), self.dim), dtype=torch.float32)
         with (
             torch.inference_mode(),
+            reuse_freed_memory() if self.backend.device.type == "cpu" else nullcontext(),
             tqdm(
                 total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
             ) as progress,
