@@ -48,7 +48,7 @@ for part in "${@:-tests recipes speed efficiency sts minilm profile}"; do
             ;;
         speed)
             step encode-speed "$python" benchmarks/encode_speed.py --device cuda \
-                --dtype bfloat16 --repeats 3 --cases smollm2-ke smollm2-ke-compiled smollm2-mean \
+                --dtype bfloat16 --repeats 3 --cases smollm2-ke smollm2-ke-uncached smollm2-ke-compiled smollm2-mean \
                 --output "$out/encode_speed_cuda.json"
             ;;
         efficiency)
