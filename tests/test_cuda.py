@@ -25,12 +25,14 @@ TEXTS = [
     "Scientists found that proteins fold; markets fell 3% on Monday.",
 ]
 
-#: Recipes that take different paths: unmasked right padding, a cached shared prefix with the
-#: forward narrowed to the last token, an early layer, left padding, bidirectional attention,
-#: latent-attention pooling, an instruction kept out of pooling.
+#: Recipes that take different paths: unmasked right padding, a template (uncached on a GPU by
+#: default) and a cached shared prefix with the forward narrowed to the last token, an early
+#: layer, left padding, bidirectional attention, latent-attention pooling, an instruction kept
+#: out of pooling.
 RECIPES: dict[str, dict[str, Any]] = {
     "mean": {"pooling": "mean"},
     "ke": {"template": "ke"},
+    "ke-cached-prefix": {"template": "ke", "prefix_caching": True},
     "layer-1-last-token": {"pooling": "last_token", "layer": 1},
     "left-padding-weighted-mean": {"pooling": "weighted_mean", "padding_side": "left"},
     "bidirectional-mean": {"pooling": "mean", "bidirectional": True},
@@ -57,8 +59,8 @@ def test_cuda_float32_equals_cpu(tiny_models: dict[str, Path], arch: str, recipe
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
 def test_cuda_bfloat16_stays_close_to_float32(tiny_models: dict[str, Path], arch: str) -> None:
-    cpu = _vectors(tiny_models[arch], "cpu", "float32", RECIPES["ke"])
-    cuda = _vectors(tiny_models[arch], "cuda", "bfloat16", RECIPES["ke"])
+    cpu = _vectors(tiny_models[arch], "cpu", "float32", RECIPES["ke-cached-prefix"])
+    cuda = _vectors(tiny_models[arch], "cuda", "bfloat16", RECIPES["ke-cached-prefix"])
     assert row_cosines(cuda, cpu).min() > 0.99
 
 

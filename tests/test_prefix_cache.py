@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmvec import Encoder
+from llmvec.encoder import default_prefix_caching
 from llmvec.pooling import POOLING_METHODS
 from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
@@ -58,6 +60,16 @@ def test_cache_is_reused_per_instruction(tiny_llama: Path) -> None:
     assert len(encoder._prefix_states) == 1
     encoder.encode_queries(["q"], instruction=INSTRUCTION)
     assert len(encoder._prefix_states) == 2
+
+
+def test_caching_is_on_by_default_on_a_cpu_and_off_on_a_gpu(tiny_llama: Path) -> None:
+    assert default_prefix_caching(torch.device("cpu"))
+    assert not default_prefix_caching(torch.device("cuda"))
+    assert not default_prefix_caching(torch.device("mps"))
+    encoder = Encoder(str(tiny_llama), template="ke")
+    assert encoder.prefix_caching
+    encoder.encode(TEXTS)
+    assert encoder._prefix_states
 
 
 def test_no_cache_for_encoder_models(minilm: Encoder) -> None:

@@ -55,6 +55,14 @@ def batch_overhead_tokens(device: torch.device) -> int:
     return BATCH_OVERHEAD_TOKENS if device.type == "cpu" else ACCELERATOR_BATCH_OVERHEAD_TOKENS
 
 
+def default_prefix_caching(device: torch.device) -> bool:
+    """Whether a shared prefix is cached unless the caller says: on a CPU, where a pass costs
+    its tokens. On a GPU short passes are bound by the host's work, which the cache adds to
+    (a key/value concatenation and a mask per layer) while the tokens it saves were nearly free:
+    on an H200, SmolLM2 KE at batch 32 in bfloat16 ran 1.40x llemb without it, 1.11-1.16x with."""
+    return device.type == "cpu"
+
+
 ConvertTo = Literal["numpy", "torch"]
 CONVERT_TO = ("numpy", "torch")
 
@@ -173,7 +181,8 @@ class Encoder:
         padding_side: ``right`` or ``left``; vectors do not depend on it.
         add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
         prefix_caching: run the part every input shares (BOS, instruction, template preamble)
-            once and reuse its key/value cache; causal models only, same vectors.
+            once and reuse its key/value cache; causal models only, same vectors. ``None``:
+            on a CPU, off on a GPU (see :func:`default_prefix_caching`).
         bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens. LLM2Vec
             checkpoints load with ``adapters=[mntp, supervised]`` (PEFT folders or hub ids,
             merged in order), ``bidirectional=True`` and ``pooling="mean"``.
@@ -207,7 +216,7 @@ class Encoder:
         max_tokens_per_batch: int | None = None,
         padding_side: Literal["right", "left"] = "right",
         add_bos: bool | None = None,
-        prefix_caching: bool = True,
+        prefix_caching: bool | None = None,
         latent_attention_weights: str | Path | None = None,
         **backend_kwargs: Any,
     ) -> None:
@@ -259,6 +268,8 @@ class Encoder:
         self._latent_head: LatentAttentionPooling | None = None
         if self.recipe.pooling == "latent_attention":
             self._latent_attention()
+        if prefix_caching is None:
+            prefix_caching = default_prefix_caching(self.backend.device)
         self.prefix_caching = prefix_caching
         self._prefix_states: dict[tuple[tuple[int, ...], int], PrefixState] = {}
         self.inputs = InputBuilder(
