@@ -15,6 +15,7 @@ import llmvec.backends.transformers as transformers_backend
 from llmvec import Encoder
 from llmvec.backends.transformers import default_attention, default_device, resolve_dtype
 from llmvec.bench import PeakMemory
+from llmvec.grouped_attention import GROUPED_SDPA
 
 CUDA = torch.device("cuda")
 
@@ -90,6 +91,7 @@ def test_an_attention_the_model_cannot_run_falls_back_to_the_default(
     )
     with caplog.at_level("INFO", logger="llmvec.backends.transformers"):
         encoder = Encoder(str(tiny_llama))
-    assert encoder.backend.model.config._attn_implementation == "sdpa"  # type: ignore[union-attr]
+    # transformers' default, SDPA, which llmvec runs with grouped heads on the CPU.
+    assert encoder.backend.model.config._attn_implementation == GROUPED_SDPA  # type: ignore[union-attr]
     assert "flash_attention_2 unavailable here" in caplog.text
     assert encoder.encode(["still works"]).shape == (1, encoder.dim)

@@ -26,6 +26,7 @@ from transformers.models.auto.modeling_auto import (
 from llmvec.adapters import adapters_revision, merge_adapters, resolve_adapters
 from llmvec.attention import check_bidirectional, forward_kwargs
 from llmvec.backends.base import PrefixState
+from llmvec.grouped_attention import use_grouped_sdpa
 from llmvec.models import fingerprint, gguf_dense_kwargs, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -261,6 +262,8 @@ class TransformersBackend:
         )
         if adapter_directories:
             loaded = merge_adapters(loaded, adapter_directories)
+        if self.device.type == "cpu" and "attn_implementation" not in kwargs:
+            use_grouped_sdpa(loaded)
         self.model: PreTrainedModel = loaded
         if bnb_config is None and "device_map" not in kwargs:
             self.model.to(self.device)
