@@ -83,7 +83,7 @@ def test_nested_and_concurrent_uses_keep_it_until_the_last_leaves() -> None:
 
 
 def test_cpu_encoding_runs_with_freed_memory_kept(tiny_llama: Path) -> None:
-    encoder = Encoder(str(tiny_llama), pooling="mean")
+    encoder = Encoder(str(tiny_llama), pooling="mean", device="cpu")
     seen: list[bool] = []
     handle = encoder.backend.model.register_forward_pre_hook(
         lambda *_: seen.append(cpu_memory.active())

@@ -64,8 +64,8 @@ def _key_heads_seen(encoder: Encoder, monkeypatch: pytest.MonkeyPatch) -> list[t
 def test_masked_cpu_batches_keep_heads_grouped_with_the_same_vectors(
     tiny_llama: Path, recipe: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    grouped = Encoder(str(tiny_llama), **recipe)
-    repeated = Encoder(str(tiny_llama), attn_implementation="sdpa", **recipe)
+    grouped = Encoder(str(tiny_llama), device="cpu", **recipe)
+    repeated = Encoder(str(tiny_llama), device="cpu", attn_implementation="sdpa", **recipe)
     assert grouped.backend.model.config._attn_implementation == GROUPED_SDPA  # type: ignore[union-attr]
     assert repeated.backend.model.config._attn_implementation == "sdpa"  # type: ignore[union-attr]
     # 4 query heads, 2 key/value heads: transformers repeats them for its masked calls.
@@ -75,5 +75,5 @@ def test_masked_cpu_batches_keep_heads_grouped_with_the_same_vectors(
 
 
 def test_a_chosen_attention_is_kept(tiny_llama: Path) -> None:
-    encoder = Encoder(str(tiny_llama), attn_implementation="eager")
+    encoder = Encoder(str(tiny_llama), device="cpu", attn_implementation="eager")
     assert encoder.backend.model.config._attn_implementation == "eager"  # type: ignore[union-attr]

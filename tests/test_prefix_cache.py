@@ -35,7 +35,13 @@ def test_cached_prefix_gives_the_same_vectors(
     instruction: str | None,
 ) -> None:
     path = str(tiny_models[arch])
-    cached = Encoder(path, padding_side=side, template=template, query_instruction=instruction)
+    cached = Encoder(
+        path,
+        padding_side=side,
+        template=template,
+        query_instruction=instruction,
+        prefix_caching=True,
+    )
     plain = Encoder(
         path,
         padding_side=side,
@@ -54,7 +60,7 @@ def test_cached_prefix_gives_the_same_vectors(
 
 
 def test_cache_is_reused_per_instruction(tiny_llama: Path) -> None:
-    encoder = Encoder(str(tiny_llama), template="ke")
+    encoder = Encoder(str(tiny_llama), template="ke", prefix_caching=True)
     encoder.encode(TEXTS)
     encoder.encode(["another batch of text"])
     assert len(encoder._prefix_states) == 1
@@ -66,7 +72,7 @@ def test_caching_is_on_by_default_on_a_cpu_and_off_on_a_gpu(tiny_llama: Path) ->
     assert default_prefix_caching(torch.device("cpu"))
     assert not default_prefix_caching(torch.device("cuda"))
     assert not default_prefix_caching(torch.device("mps"))
-    encoder = Encoder(str(tiny_llama), template="ke")
+    encoder = Encoder(str(tiny_llama), template="ke", device="cpu")
     assert encoder.prefix_caching
     encoder.encode(TEXTS)
     assert encoder._prefix_states
