@@ -30,6 +30,28 @@ def test_attention_flops_match_torch_formula(kv_heads: int) -> None:
     assert attention_flops(query, key, value) == sdpa_flop_count(query, key, value)
 
 
+def test_cpu_attention_work_is_counted(tiny_llama: Path) -> None:
+    """torch's counter has no formula for the CPU's fused attention kernel, which would count
+    attention as free: doubling a text doubles the rest of the work, attention's grows 4x."""
+    encoder = Encoder(str(tiny_llama), pooling="mean", device="cpu")
+    config = encoder.backend.model.config  # type: ignore[union-attr]
+    head_dim = config.hidden_size // config.num_attention_heads
+    query_heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+
+    def attention(length: int) -> int:
+        query, key = (1, query_heads, length, head_dim), (1, kv_heads, length, head_dim)
+        return attention_flops(query, key, key)
+
+    counted = {}
+    for words in (30, 60):
+        report = run_bench(encoder, ["word " * words], chunks=1)
+        counted[report["tokens"]] = report["results"]["llmvec"]["flop_per_pass"]
+    (short, short_flops), (long, long_flops) = sorted(counted.items())
+    quadratic_part = long_flops - long / short * short_flops
+    expected = encoder.backend.num_layers * (attention(long) - long / short * attention(short))
+    assert quadratic_part == pytest.approx(expected, rel=0.01)
+
+
 def test_report_counts_tokens_and_only_the_layers_run(tiny_llama: Path) -> None:
     reports = {
         layer: run_bench(Encoder(str(tiny_llama), layer=layer), TEXTS, chunks=2)

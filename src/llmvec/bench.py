@@ -39,7 +39,7 @@ _INSTALL_PEERS = "the peer {peer!r} is not installed: pip install 'llmvec[bench]
 
 # ---------------------------------------------------------------------- machine peak
 def matmul_peak(
-    dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048, repeats: int = 5
+    dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048, repeats: int = 20
 ) -> float:
     """This machine's dense matmul rate in FLOP/s: the best of ``repeats`` products of two
     ``size`` x ``size`` matrices in ``dtype`` on ``device``, with torch's current threads, into
@@ -277,7 +277,8 @@ def attention_flops(
     the query heads: grouped-query key/value heads count as broadcast to every query head.
 
     torch 2.11's own formula for the fused CUDA kernels rejects grouped-query shapes, which
-    transformers passes to those kernels (``enable_gqa``) in half precision."""
+    transformers passes to those kernels (``enable_gqa``) in half precision, and torch has no
+    formula for the CPU's fused kernel at all: its attention would count as free."""
     batch, heads, queries, dim = query_shape
     keys, value_dim = key_shape[-2], value_shape[-1]
     return 2 * batch * heads * queries * keys * (dim + value_dim)
@@ -289,6 +290,7 @@ _FUSED_ATTENTION = {
         "_scaled_dot_product_flash_attention",
         "_scaled_dot_product_efficient_attention",
         "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
     )
     if hasattr(torch.ops.aten, name)
 }
