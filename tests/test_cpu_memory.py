@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from llmvec import Encoder, cpu_memory
+from llmvec.bench import _resident_bytes
 
 pytestmark = pytest.mark.skipif(not cpu_memory.supported(), reason="needs glibc")
 
@@ -37,11 +38,6 @@ with cpu_memory.reuse_freed_memory():
     kept = faults()
 print(json.dumps({{"default": default, "kept": kept}}))
 """
-
-
-def _resident_bytes() -> int:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize()
 
 
 def test_freed_blocks_are_reused_without_page_faults() -> None:
