@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -162,7 +163,8 @@ class Encoder:
             ``Encoder("wordllama", backend="static")``) or ``vllm`` (vLLM's pooling runner:
             last layer, ``last_token`` / ``eos_token`` / ``mean`` / ``first_token``; see
             :mod:`llmvec.backends.vllm`).
-        device: ``None`` picks cuda, then mps, then cpu.
+        device: ``None`` picks cuda, then mps, then cpu; a named one (``cpu``, ``cuda:1``...)
+            must be present here (see :func:`~llmvec.backends.transformers.resolve_device`).
         dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
         quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
         pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``,
@@ -193,6 +195,10 @@ class Encoder:
             blocks through ``torch.compile``, ``attn_implementation``, ``model_kwargs``,
             ``quantization_config``, ``revision``, ``trust_remote_code``...;
             for vLLM: ``tensor_parallel_size``, ``gpu_memory_utilization``, ``max_model_len``...).
+
+    An encoder is safe to share between threads (and the LangChain / LlamaIndex wrappers around
+    it): one lock runs its calls one at a time, each with the vectors it would get alone (the
+    backend's forward hooks and lazy state belong to the call that holds it).
     """
 
     def __init__(
@@ -235,6 +241,9 @@ class Encoder:
         ):
             if instruction is not None and not isinstance(instruction, str):
                 raise TypeError(f"{name} must be a string or None, got {instruction!r}")
+        #: Held from building a call's inputs to its pooled output: the model's forward hooks,
+        #: the lazy caches and probes, and the tokenizer serve one call at a time.
+        self._lock = threading.RLock()
         self.model_name = model
         self.backend: Backend | PooledBackend = load_backend(
             backend,
@@ -385,7 +394,8 @@ class Encoder:
         recipe = self._recipe_for(pooling_method, prompt_template, layer_index)
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
-        vectors = self._encode(items, recipe, prefix, batch_size, normalize, show_progress)
+        with self._lock:
+            vectors = self._encode(items, recipe, prefix, batch_size, normalize, show_progress)
         if precision != "float32":
             from llmvec.compress import quantize
 
@@ -412,12 +422,13 @@ class Encoder:
     ) -> list[TokenizedText]:
         """The token ids (and pooling start) the encoder would feed the model for ``texts``."""
         recipe = self._recipe_for(pooling_method, prompt_template, None)
-        return self.inputs.build(
-            as_text_list(texts),
-            prefix=instruction_prefix(instruction, self.instruction_format),
-            template=template_wrapper(recipe.template),
-            append_eos=recipe.pooling == "eos_token",
-        )
+        with self._lock:
+            return self.inputs.build(
+                as_text_list(texts),
+                prefix=instruction_prefix(instruction, self.instruction_format),
+                template=template_wrapper(recipe.template),
+                append_eos=recipe.pooling == "eos_token",
+            )
 
     def _recipe_for(self, pooling: str | None, template: str | None, layer: int | None) -> Recipe:
         if pooling is None and template is None and layer is None:
@@ -545,10 +556,11 @@ class Encoder:
 
     def _latent_attention(self) -> LatentAttentionPooling:
         """The latent-attention head, built on first use, on the backend's device."""
-        if self._latent_head is None:
-            head = build_head(self.backend.hidden_size, self.latent_attention_weights)
-            self._latent_head = head.to(self.backend.device)
-        return self._latent_head
+        with self._lock:
+            if self._latent_head is None:
+                head = build_head(self.backend.hidden_size, self.latent_attention_weights)
+                self._latent_head = head.to(self.backend.device)
+            return self._latent_head
 
     def _pad(
         self, batch: list[TokenizedText], skip: int = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,8 +33,8 @@ class LLMVecEmbeddings(Embeddings):
     ``embed_query`` with the query side (its instruction), so the two cannot be swapped.
     Vectors are plain lists of Python floats. The async methods (``aembed_documents``,
     ``aembed_query``) are LangChain's defaults, which run these methods in an executor
-    thread, off the event loop; a lock serialises calls into the encoder, so concurrent
-    calls are safe and give the same vectors as sequential ones.
+    thread, off the event loop. The encoder is safe to share (between threads, and between
+    wrappers around it): concurrent calls give the same vectors as sequential ones.
 
     Args:
         encoder: an :class:`llmvec.Encoder` to use as it is.
@@ -59,7 +58,6 @@ class LLMVecEmbeddings(Embeddings):
                 f"and {sorted(encoder_kwargs)})"
             )
         self.encoder = encoder
-        self._lock = threading.Lock()
 
     @property
     def spec(self) -> EmbeddingSpec:
@@ -76,8 +74,7 @@ class LLMVecEmbeddings(Embeddings):
                 f"texts must be a list of strings, got {type(texts).__name__} ({texts!r})"
             )
         logger.debug("embedding %d documents", len(texts))
-        with self._lock:
-            vectors = self.encoder.encode_documents(texts)
+        vectors = self.encoder.encode_documents(texts)
         rows: list[list[float]] = vectors.tolist()
         return rows
 
@@ -85,7 +82,6 @@ class LLMVecEmbeddings(Embeddings):
         """Embed one query with the encoder's query side (its query instruction)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__} ({text!r})")
-        with self._lock:
-            vectors = self.encoder.encode_queries([text])
+        vectors = self.encoder.encode_queries([text])
         row: list[float] = vectors[0].tolist()
         return row

@@ -16,6 +16,12 @@ TEXTS = ["The cat sat on the mat.", "Stock markets fell on Monday.", "Paris is i
 
 
 @pytest.fixture(scope="module")
+def stopped_early() -> Encoder:
+    """MiniLM pooled at layer 3: each pass stops there by a hook on the model all callers share."""
+    return Encoder("all-minilm-l6-v2", pooling="mean", layer=3, batch_size=2)
+
+
+@pytest.fixture(scope="module")
 def instructed() -> LLMVecEmbeddings:
     """MiniLM with a query instruction, built from keyword arguments."""
     return LLMVecEmbeddings(model="all-minilm-l6-v2", pooling="mean", query_instruction=INSTRUCTION)
@@ -124,3 +130,15 @@ async def test_async_encoding_leaves_the_event_loop_free(minilm: Encoder) -> Non
     await beat
     assert len(vectors) == len(documents)
     assert ticks > 2, "the event loop was blocked while encoding"
+
+
+async def test_wrappers_around_one_encoder_give_the_sequential_vectors(
+    stopped_early: Encoder,
+) -> None:
+    wrappers = [LLMVecEmbeddings(stopped_early), LLMVecEmbeddings(stopped_early)]
+    batches = [[f"{text} ({call})" for text in TEXTS * 2] for call in range(6)]
+    results = await asyncio.gather(
+        *(wrappers[call % 2].aembed_documents(batch) for call, batch in enumerate(batches))
+    )
+    for got, batch in zip(results, batches, strict=True):
+        np.testing.assert_allclose(got, wrappers[0].embed_documents(batch), atol=1e-5)

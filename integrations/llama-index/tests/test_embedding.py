@@ -22,6 +22,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
+def stopped_early() -> Encoder:
+    """MiniLM pooled at layer 3: each pass stops there by a hook on the model all callers share."""
+    return Encoder("all-minilm-l6-v2", pooling="mean", layer=3, batch_size=2)
+
+
+@pytest.fixture(scope="module")
 def instructed() -> LLMVecEmbedding:
     """MiniLM with both instructions, built from keyword arguments."""
     return LLMVecEmbedding(
@@ -149,3 +155,21 @@ async def test_concurrent_async_calls_are_serialised_and_match_sync(
     np.testing.assert_allclose(query, expected_query, atol=1e-5)
     assert sorted(log.batch_sizes) == [1] + [2] * 12
     assert log.max_concurrent == 1
+
+
+async def test_wrappers_around_one_encoder_give_the_sequential_vectors(
+    stopped_early: Encoder,
+) -> None:
+    wrappers = [LLMVecEmbedding(encoder=stopped_early), LLMVecEmbedding(encoder=stopped_early)]
+    batches = [[f"{text} ({call})" for text in TEXTS[:6]] for call in range(6)]
+    results = await asyncio.gather(
+        *(
+            wrappers[call % 2].aget_text_embedding_batch(batch)
+            for call, batch in enumerate(batches)
+        ),
+        *(wrappers[call % 2].aget_query_embedding(TEXTS[call]) for call in range(2)),
+    )
+    for got, batch in zip(results[: len(batches)], batches, strict=True):
+        np.testing.assert_allclose(got, wrappers[0].get_text_embedding_batch(batch), atol=1e-5)
+    for call, got in enumerate(results[len(batches) :]):
+        np.testing.assert_allclose(got, wrappers[0].get_query_embedding(TEXTS[call]), atol=1e-5)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,8 +36,9 @@ class LLMVecEmbedding(BaseEmbedding):
     document side (``text_instruction``, llmvec's ``document_instruction``); the encoder puts
     the instruction in the family's format and keeps it out of mean pooling. Each call of
     the batched method encodes at most ``embed_batch_size`` texts per forward pass. The async
-    methods run the encoder in a worker thread, off the event loop; a lock serialises calls
-    into the encoder, so concurrent calls (``num_workers``) are safe.
+    methods run the encoder in a worker thread, off the event loop. The encoder is safe to
+    share (between threads, ``num_workers`` and other wrappers around it): concurrent calls
+    give the same vectors as sequential ones.
 
     Args:
         model_name: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
@@ -61,7 +61,6 @@ class LLMVecEmbedding(BaseEmbedding):
     )
 
     _encoder: Encoder = PrivateAttr()
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(
         self,
@@ -153,8 +152,7 @@ class LLMVecEmbedding(BaseEmbedding):
     def _get_query_embedding(self, query: str) -> Embedding:
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__} ({query!r})")
-        with self._lock:
-            vectors = self._encoder.encode_queries([query])
+        vectors = self._encoder.encode_queries([query])
         row: Embedding = vectors[0].tolist()
         return row
 
@@ -171,8 +169,7 @@ class LLMVecEmbedding(BaseEmbedding):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         logger.debug("embedding %d texts", len(texts))
-        with self._lock:
-            vectors = self._encoder.encode_documents(texts, batch_size=self.embed_batch_size)
+        vectors = self._encoder.encode_documents(texts, batch_size=self.embed_batch_size)
         rows: list[Embedding] = vectors.tolist()
         return rows
 
