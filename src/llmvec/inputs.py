@@ -3,16 +3,29 @@ explicit special tokens, and the index where pooling may start.
 
 The whole string (instruction + template + text) is tokenized at once, exactly as a reference
 implementation would, and character offsets tell which tokens belong to the instruction.
+
+A text far longer than the token budget is not tokenized whole: its first characters are, in a
+window that must hold more tokens than the budget (grown until it does, since a normalizer may
+drop characters), and the text is cut from the window's tokens. The ids are those of the whole
+text: tokens are decided by the characters around them, so a window's tokens are the whole
+text's except at its end, where a margin of tokens is never read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from transformers import PreTrainedTokenizerBase
 
 from llmvec.templates import NO_TEMPLATE, Wrapper
+
+#: Characters a token is assumed to cover at most, whatever its vocabulary's longest string.
+MIN_CHARS_PER_TOKEN = 16
+#: Tokens at the end of a window that may come out otherwise in the whole text (a word cut in
+#: two): a window holds this many beyond what the prompt keeps, and they are never read.
+WINDOW_MARGIN_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -21,6 +34,14 @@ class TokenizedText:
 
     ids: list[int]
     pool_start: int
+
+
+class _Cut(NamedTuple):
+    """How to cut a text that does not fit: its own tokens' character offsets, and how many of
+    them the first cut keeps."""
+
+    offsets: list[tuple[int, int]]
+    keep: int
 
 
 @dataclass(frozen=True)
@@ -83,10 +104,15 @@ class InputBuilder:
         self.eos_token_id: int | None = eos if eos is not None else tokenizer.sep_token_id
         pad = tokenizer.pad_token_id
         self.pad_token_id: int = pad if pad is not None else (self.eos_token_id or 0)
+        # At most the characters of the longest token string, unless a normalizer drops some.
+        longest = max((len(token) for token in tokenizer.get_vocab()), default=0)
+        self._chars_per_token = max(MIN_CHARS_PER_TOKEN, longest)
 
     def _tokenize(
         self, texts: Sequence[str]
     ) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+        if not texts:
+            return [], []
         encoded = self.tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
@@ -121,13 +147,25 @@ class InputBuilder:
                 f"template alone take {len(fixed_ids[0]) + len(self.prefix_ids) + len(closing)} "
                 "tokens"
             )
-        ids, offsets = self._tokenize([prefix + template.apply(text) for text in texts])
-        long = [row for row, row_ids in enumerate(ids) if len(row_ids) > budget]
-        if long:
-            over = [len(ids[row]) - budget for row in long]
-            cut = self._truncate([texts[row] for row in long], over, prefix, template, budget)
-            for row, (row_ids, row_offsets) in zip(long, cut, strict=True):
-                ids[row], offsets[row] = row_ids, row_offsets
+        window = self._chars_per_token * (budget + WINDOW_MARGIN_TOKENS + 1)
+        cuts = self._windowed_cuts(texts, head, template.suffix, budget, window)
+        whole = [row for row in range(len(texts)) if row not in cuts]
+        ids: list[list[int]] = [[] for _ in texts]
+        offsets: list[list[tuple[int, int]]] = [[] for _ in texts]
+        whole_ids, whole_offsets = self._tokenize(
+            [prefix + template.apply(texts[row]) for row in whole]
+        )
+        for row, row_ids, row_offsets in zip(whole, whole_ids, whole_offsets, strict=True):
+            ids[row], offsets[row] = row_ids, row_offsets
+        long = [row for row in whole if len(ids[row]) > budget]
+        alone_ids, alone_offsets = self._tokenize([texts[row] for row in long])
+        for row, row_ids, row_offsets in zip(long, alone_ids, alone_offsets, strict=True):
+            # The first cut drops as many tokens as the prompt is over.
+            cuts[row] = _Cut(row_offsets, max(len(row_ids) - (len(ids[row]) - budget), 0))
+        for row, (row_ids, row_offsets) in self._truncate(
+            texts, cuts, prefix, template, budget
+        ).items():
+            ids[row], offsets[row] = row_ids, row_offsets
         results = []
         for text_ids, text_offsets in zip(ids, offsets, strict=True):
             # A token belongs to the instruction when it ends inside the instruction's characters;
@@ -145,29 +183,69 @@ class InputBuilder:
         head = prefix + template.prefix
         return self.prefix_ids + (self._tokenize([head])[0][0] if head else [])
 
-    def _truncate(
-        self, texts: list[str], over: list[int], prefix: str, template: Wrapper, budget: int
-    ) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        """Ids and offsets of each prompt, its text cut at the end of one of the text's own
-        tokens so that the prompt fits ``budget``. The first cut drops as many tokens as the prompt
-        is ``over``; a prompt still too long (tokens merge differently at the cut) drops one more,
-        until it fits. Each round tokenizes all the prompts it cuts in one call."""
-        alone_ids, alone_offsets = self._tokenize(texts)
-        keep = [max(len(ids) - extra, 0) for ids, extra in zip(alone_ids, over, strict=True)]
-        cut: list[tuple[list[int], list[tuple[int, int]]]] = [([], [])] * len(texts)
-        pending = list(range(len(texts)))
+    def _windowed_cuts(
+        self, texts: Sequence[str], head: str, suffix: str, budget: int, window: int
+    ) -> dict[int, _Cut]:
+        """Per text longer than ``window`` characters whose prompt cannot fit ``budget``, its
+        :class:`_Cut` as tokenizing it whole would give, read from a window at its start.
+
+        A window is kept once it holds more tokens (margin aside) than the prompt keeps, and is
+        doubled otherwise; a text the window grows to cover has no entry (it is tokenized whole).
+        The first cut keeps ``budget`` less the tokens that the instruction and template add to
+        the text's own: at its start (read on the window) and at its end (on its last
+        characters). Each round tokenizes all the windows it reads in one call."""
+        pending = [row for row, text in enumerate(texts) if len(text) > window]
+        tail = self._chars_per_token * WINDOW_MARGIN_TOKENS
+        ends = [texts[row][-tail:] for row in pending]
+        end_ids, _ = self._tokenize([*ends, *(end + suffix for end in ends)])
+        added_at_end = {
+            row: len(end_ids[len(ends) + index]) - len(end_ids[index])
+            for index, row in enumerate(pending)
+        }
+        cuts: dict[int, _Cut] = {}
         while pending:
-            cuts = {
-                row: texts[row][: alone_offsets[row][keep[row] - 1][1]] if keep[row] else ""
+            windows = [texts[row][:window] for row in pending]
+            ids, offsets = self._tokenize([*windows, *(head + start for start in windows)])
+            short = []
+            for index, row in enumerate(pending):
+                own = ids[index]
+                added = len(ids[len(pending) + index]) - len(own) + added_at_end[row]
+                if len(own) - WINDOW_MARGIN_TOKENS + added > budget:
+                    cuts[row] = _Cut(offsets[index], max(budget - added, 0))
+                else:
+                    short.append(row)
+            window *= 2
+            pending = [row for row in short if len(texts[row]) > window]
+        return cuts
+
+    def _truncate(
+        self,
+        texts: Sequence[str],
+        cuts: dict[int, _Cut],
+        prefix: str,
+        template: Wrapper,
+        budget: int,
+    ) -> dict[int, tuple[list[int], list[tuple[int, int]]]]:
+        """Ids and offsets of each prompt that ``cuts`` names, its text cut at the end of one of
+        the text's own tokens so that the prompt fits ``budget``. The first cut keeps the tokens
+        its :class:`_Cut` says; a prompt still too long (tokens merge differently at the cut)
+        drops one more, until it fits. Each round tokenizes all the prompts it cuts in one
+        call."""
+        keep = {row: cut.keep for row, cut in cuts.items()}
+        done: dict[int, tuple[list[int], list[tuple[int, int]]]] = {}
+        pending = list(cuts)
+        while pending:
+            cut_texts = [
+                texts[row][: cuts[row].offsets[keep[row] - 1][1]] if keep[row] else ""
                 for row in pending
-            }
-            ids, offsets = self._tokenize([prefix + template.apply(cuts[row]) for row in pending])
+            ]
+            ids, offsets = self._tokenize([prefix + template.apply(text) for text in cut_texts])
             too_long = []
             for row, row_ids, row_offsets in zip(pending, ids, offsets, strict=True):
                 if len(row_ids) <= budget or keep[row] == 0:
-                    cut[row] = (row_ids, row_offsets)
+                    done[row] = (row_ids, row_offsets)
                 else:
                     keep[row] -= 1
                     too_long.append(row)
             pending = too_long
-        return cut
+        return done
