@@ -13,7 +13,12 @@ import torch
 
 import llmvec.backends.transformers as transformers_backend
 from llmvec import Encoder
-from llmvec.backends.transformers import default_attention, default_device, resolve_dtype
+from llmvec.backends.transformers import (
+    default_attention,
+    default_device,
+    resolve_device,
+    resolve_dtype,
+)
 from llmvec.bench import PeakMemory
 from llmvec.grouped_attention import GROUPED_SDPA
 
@@ -95,3 +100,53 @@ def test_an_attention_the_model_cannot_run_falls_back_to_the_default(
     assert encoder.backend.model.config._attn_implementation == GROUPED_SDPA  # type: ignore[union-attr]
     assert "flash_attention_2 unavailable here" in caplog.text
     assert encoder.encode(["still works"]).shape == (1, encoder.dim)
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that gets as far as loading a tokenizer or model."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded before the device was checked")
+
+    monkeypatch.setattr(transformers_backend.AutoTokenizer, "from_pretrained", refuse)
+    monkeypatch.setattr(transformers_backend.AutoModel, "from_pretrained", refuse)
+
+
+@pytest.mark.usefixtures("no_model_loads")
+@pytest.mark.parametrize("device", ["tpu", "cuda:x", "gpu"])
+def test_an_unknown_device_is_named_with_the_allowed_ones(tiny_llama: Path, device: str) -> None:
+    with pytest.raises(ValueError, match=rf"unknown device '{device}'; allowed: \['cpu', 'cuda'"):
+        Encoder(str(tiny_llama), device=device)
+
+
+@pytest.mark.usefixtures("no_model_loads")
+def test_cuda_on_a_machine_without_it_is_named(
+    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda' is not available here.*\['cpu'"):
+        Encoder(str(tiny_llama), device="cuda")
+
+
+@pytest.mark.usefixtures("no_model_loads")
+def test_a_cuda_index_beyond_the_gpus_is_named(
+    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match=r"'cuda:2' is not available here \(torch sees 2 cuda"):
+        Encoder(str(tiny_llama), device="cuda:2")
+
+
+def test_the_static_backend_checks_its_device() -> None:
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        Encoder("wordllama", backend="static", device="tpu")
+
+
+def test_resolve_device_keeps_what_is_here() -> None:
+    assert resolve_device(None) == default_device()
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(TypeError, match=r"device must be a string.*got 0"):
+        resolve_device(0)  # type: ignore[arg-type]

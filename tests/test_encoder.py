@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +343,18 @@ def test_static_model_needs_the_static_backend() -> None:
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.gguf"):
         Encoder(str(tmp_path / "missing.gguf"))
+
+
+@pytest.mark.parametrize("path", ["a/missing/folder", "./missing-model", "~/missing-model", "abs"])
+def test_a_missing_folder_is_named(tmp_path: Path, path: str) -> None:
+    model = str(tmp_path / "missing-model") if path == "abs" else path
+    with pytest.raises(FileNotFoundError, match=rf"{re.escape(repr(model))} does not exist"):
+        Encoder(model)
+
+
+def test_a_hub_id_not_cached_offline_is_one_clear_line() -> None:
+    # conftest.py runs the tests offline (HF_HUB_OFFLINE=1).
+    with pytest.raises(OSError, match=r"'nobody/no-such-model'.*neither a packaged model") as error:
+        Encoder("nobody/no-such-model")
+    assert "offline mode" in str(error.value)
+    assert "\n" not in str(error.value)

@@ -8,7 +8,10 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,10 @@ PACKAGED_MODELS: dict[str, tuple[str, str | None]] = {
 }
 
 DEFAULT_MODEL = "smollm2"
+
+#: A hub id's form: ``name`` or ``org/name``, each part letters, digits, ``_``, ``-`` and ``.``,
+#: starting with a letter, digit or ``_`` (so never ``.``, ``/`` or ``~``, as paths do).
+_HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,10 @@ def _package_dir(package: str) -> Path:
 
 
 def resolve_model(model: str) -> ModelLocation:
-    """Turn a packaged-model name, a ``.gguf`` path, a directory or a hub id into a location."""
+    """Turn a packaged-model name, a ``.gguf`` path, a directory or a hub id into a location.
+
+    A string that is none of them (not a hub id's form either) is a missing folder: a
+    ``FileNotFoundError``."""
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
     from llmvec.static import PACKAGED_STATIC_MODELS
@@ -73,7 +83,34 @@ def resolve_model(model: str) -> ModelLocation:
         return ModelLocation(str(path.resolve().parent), path.name)
     if path.exists():
         return ModelLocation(str(path.resolve()))
+    if _HUB_ID.fullmatch(model) is None:
+        raise FileNotFoundError(
+            f"model folder {model!r} does not exist (and it is neither a packaged model, "
+            f"{sorted(PACKAGED_MODELS)}, nor a hub id, 'name' or 'org/name')"
+        )
     return ModelLocation(model)
+
+
+@contextmanager
+def hub_errors(model: str, location: ModelLocation) -> Iterator[None]:
+    """Around ``from_pretrained`` calls: for a hub id, an ``OSError`` (not on the hub, not in the
+    cache offline, gated) becomes one line that names ``model`` and what it could have been."""
+    try:
+        yield
+    except OSError as error:
+        if location.is_local:
+            raise
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            where = "in the local cache (offline mode: HF_HUB_OFFLINE is set)"
+        else:
+            cause = str(error).strip().splitlines()
+            where = "on the hub or in the local cache" + (f" ({cause[0]})" if cause else "")
+        raise OSError(
+            f"cannot load model {model!r}: it is neither a packaged model "
+            f"{sorted(PACKAGED_MODELS)}, a local path, nor a hub model available {where}"
+        ) from None
 
 
 def _file_fingerprint(digest: hashlib._Hash, path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from llmvec.backends.transformers import default_device, resolve_dtype
+from llmvec.backends.transformers import resolve_device, resolve_dtype
 from llmvec.static import load_codebook, load_tokenizer, locate
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class StaticBackend:
         bidirectional: bool = False,
         **unsupported: Any,
     ) -> None:
+        self.device = resolve_device(device)
         if quantization is not None:
             raise ValueError(
                 f"quantization={quantization!r} does not apply to the static backend; compress "
@@ -48,7 +49,6 @@ class StaticBackend:
         if unsupported:
             raise TypeError(f"the static backend takes no arguments {sorted(unsupported)}")
         files = locate(model)
-        self.device = torch.device(device) if device is not None else default_device()
         self.dtype = resolve_dtype(dtype, self.device)
         self.tokenizer = load_tokenizer(files)
         if not self.tokenizer.is_fast:

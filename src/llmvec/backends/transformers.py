@@ -27,11 +27,13 @@ from llmvec.adapters import adapters_revision, merge_adapters, resolve_adapters
 from llmvec.attention import check_bidirectional, forward_kwargs
 from llmvec.backends.base import PrefixState
 from llmvec.grouped_attention import use_grouped_sdpa
-from llmvec.models import fingerprint, gguf_dense_kwargs, resolve_model
+from llmvec.models import fingerprint, gguf_dense_kwargs, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATION_MODES = ("4bit", "8bit")
+#: The devices a user names, for error messages (torch's other types are checked the same way).
+DEVICE_NAMES = ("cpu", "cuda", "cuda:N", "mps", "xpu", "xpu:N")
 
 
 class _StopForward(Exception):
@@ -45,6 +47,46 @@ def default_device() -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _device_count(kind: str) -> int:
+    """How many devices of type ``kind`` torch can use here (``torch.cuda``, ``torch.mps``...)."""
+    if kind == "cpu":
+        return 1
+    module = getattr(torch, kind, None)
+    if module is None or not hasattr(module, "is_available") or not module.is_available():
+        return 0
+    return int(module.device_count())
+
+
+def _present_devices() -> list[str]:
+    """The CPU and each accelerator torch can use here."""
+    accelerators = ("cuda", "mps", "xpu")
+    return ["cpu"] + [f"{kind}:{i}" for kind in accelerators for i in range(_device_count(kind))]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on: ``None`` is :func:`default_device`; a name or ``torch.device`` must
+    be one torch knows (``cpu``, ``cuda``, ``cuda:N``, ``mps``...) and present on this machine,
+    else a ``ValueError`` says which is wrong and what is allowed or available."""
+    if device is None:
+        return default_device()
+    if not isinstance(device, str | torch.device):
+        raise TypeError(f"device must be a string, a torch.device or None, got {device!r}")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(
+            f"unknown device {device!r}; allowed: {list(DEVICE_NAMES)} or None (the default: "
+            "cuda, then mps, then cpu)"
+        ) from None
+    count = _device_count(resolved.type)
+    if count == 0 or (resolved.index or 0) >= count:
+        found = f"torch sees {count} {resolved.type} device{'s' if count != 1 else ''}"
+        raise ValueError(
+            f"device {device!r} is not available here ({found}); available: {_present_devices()}"
+        )
+    return resolved
 
 
 def default_attention(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -214,6 +256,7 @@ class TransformersBackend:
         model_kwargs: dict[str, Any] | None = None,
         **from_pretrained_kwargs: Any,
     ) -> None:
+        self.device = resolve_device(device)
         location = resolve_model(model)
         quantized = quantization is not None or "quantization_config" in from_pretrained_kwargs
         if quantized and location.gguf_file is not None:
@@ -227,7 +270,6 @@ class TransformersBackend:
                 "full precision, save the merged model, then load that folder with quantization"
             )
         adapter_directories = resolve_adapters(adapters or [])
-        self.device = torch.device(device) if device is not None else default_device()
         kwargs: dict[str, Any] = {**(model_kwargs or {}), **from_pretrained_kwargs}
         if "torch_dtype" in kwargs:
             dtype = kwargs.pop("torch_dtype")
@@ -245,21 +287,23 @@ class TransformersBackend:
         tokenizer_kwargs = {
             key: kwargs[key] for key in ("gguf_file", "revision", "token") if key in kwargs
         }
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
-            location.name_or_path, trust_remote_code=trust_remote_code, **tokenizer_kwargs
-        )
+        with hub_errors(model, location):
+            self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+                location.name_or_path, trust_remote_code=trust_remote_code, **tokenizer_kwargs
+            )
         if not self.tokenizer.is_fast:
             raise ValueError(
                 f"{model!r} has no fast tokenizer; llmvec needs character offsets to keep "
                 "instructions out of pooling"
             )
-        loaded = _load_model(
-            location.name_or_path,
-            dtype=self.dtype,
-            trust_remote_code=trust_remote_code,
-            attention=default_attention(self.device, self.dtype),
-            **kwargs,
-        )
+        with hub_errors(model, location):
+            loaded = _load_model(
+                location.name_or_path,
+                dtype=self.dtype,
+                trust_remote_code=trust_remote_code,
+                attention=default_attention(self.device, self.dtype),
+                **kwargs,
+            )
         if adapter_directories:
             loaded = merge_adapters(loaded, adapter_directories)
         if self.device.type == "cpu" and "attn_implementation" not in kwargs:

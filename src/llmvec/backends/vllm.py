@@ -43,7 +43,7 @@ from llmvec.backends.transformers import (
     resolve_dtype,
 )
 from llmvec.inputs import TokenizedText
-from llmvec.models import fingerprint, gguf_as_folder, resolve_model
+from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -135,13 +135,16 @@ class VLLMBackend:
             "revision": revision,
             "trust_remote_code": engine_kwargs.get("trust_remote_code", False),
         }
-        self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(path, **hub_kwargs)
+        with hub_errors(model, location):
+            self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
+                path, **hub_kwargs
+            )
+            config = AutoConfig.from_pretrained(path, **hub_kwargs)
         if not self.tokenizer.is_fast:
             raise ValueError(
                 f"{model!r} has no fast tokenizer; llmvec needs character offsets to keep "
                 "instructions out of pooling"
             )
-        config = AutoConfig.from_pretrained(path, **hub_kwargs)
         text_config = config.get_text_config()
         self.num_layers: int = int(text_config.num_hidden_layers)
         self.hidden_size: int = int(text_config.hidden_size)
