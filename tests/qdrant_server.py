@@ -45,6 +45,19 @@ def _query_batch(local: QdrantClient, name: str, body: Any) -> Any:
     return [r.model_dump(mode="json") for r in local.query_batch_points(name, requests=searches)]
 
 
+def _scroll(local: QdrantClient, name: str, body: Any) -> Any:
+    request = models.ScrollRequest.model_validate(body)
+    records, offset = local.scroll(
+        name,
+        limit=request.limit or 10,
+        offset=request.offset,
+        with_payload=request.with_payload,
+        with_vectors=request.with_vector,
+    )
+    points = [r.model_dump(mode="json") for r in records]
+    return {"points": points, "next_page_offset": offset}
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/exists"): lambda local, name, body: {"exists": local.collection_exists(name)},
     ("PUT", ""): _create,
@@ -53,17 +66,21 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/points/delete"): _delete,
     ("POST", "/points/count"): lambda local, name, body: {"count": local.count(name).count},
     ("POST", "/points/query/batch"): _query_batch,
+    ("POST", "/points/scroll"): _scroll,
 }
 _COLLECTION = re.compile(r"^/collections/([^/?]+)(/[^?]*)?")
 
 
 class FakeQdrant(ThreadingHTTPServer):
-    """Serves the routes above on 127.0.0.1; ``requests`` records (method, path, body)."""
+    """Serves the routes above on 127.0.0.1; ``requests`` records (method, path, body) and
+    ``api_keys`` each request's ``api-key`` header. With ``api_key``, other keys get a 401."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_key: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.local = QdrantClient(":memory:")
         self.requests: list[tuple[str, str, Any]] = []
+        self.api_keys: list[str | None] = []
+        self.required_key = api_key
         self.lock = threading.Lock()
 
     @property
@@ -81,6 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.server.requests.append((method, self.path, body))
+        self.server.api_keys.append(self.headers.get("api-key"))
+        if self.server.required_key is not None and (
+            self.headers.get("api-key") != self.server.required_key
+        ):
+            return self._send(401, {"status": {"error": "Invalid api-key"}})
         if self.path.split("?")[0] == "/":
             return self._send(200, {"title": "qdrant (stand-in)", "version": "1.20.0"})
         match = _COLLECTION.match(self.path)
@@ -116,9 +138,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fake_qdrant() -> Iterator[FakeQdrant]:
+def fake_qdrant(api_key: str | None = None) -> Iterator[FakeQdrant]:
     """Run a :class:`FakeQdrant` in a thread for the duration of the block."""
-    server = FakeQdrant()
+    server = FakeQdrant(api_key)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

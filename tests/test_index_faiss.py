@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def test_save_load_round_trip(tmp_path: Path, data: np.ndarray, precision: str, 
     index.add_embeddings(data[:2], ids=["a", "b"], texts=None, metadata=[{"k": [1, 2]}, {}])
     before = index.search(data[:5], k=6)
     index.save(tmp_path / "idx")
-    assert sorted(os.listdir(tmp_path)) == ["idx"]  # no temporary directory left behind
+    assert sorted(os.listdir(tmp_path)) == [".idx.lock", "idx"]  # no staging folder left
     loaded = FaissIndex.load(tmp_path / "idx")
     assert loaded.spec == index.spec and len(loaded) == len(index) == 601
     assert loaded.search(data[:5], k=6) == before
@@ -306,7 +307,7 @@ def test_failed_save_keeps_the_old_index(
     with pytest.raises(OSError, match="disk full"):
         _index(data[:30]).save(tmp_path / "idx")
     assert _files(tmp_path / "idx") == saved
-    assert sorted(os.listdir(tmp_path)) == ["idx"]
+    assert sorted(os.listdir(tmp_path)) == [".idx.lock", "idx"]
 
 
 def test_load_reports_missing_and_corrupt_indexes(tmp_path: Path, data: np.ndarray) -> None:
@@ -328,6 +329,61 @@ def test_load_reports_missing_and_corrupt_indexes(tmp_path: Path, data: np.ndarr
     (tmp_path / "idx" / "index.faiss").unlink()
     with pytest.raises(FileNotFoundError, match=r"missing index\.faiss"):
         FaissIndex.load(tmp_path / "idx")
+
+
+def _edit_sidecar(path: Path, edit: object, keep_digest: bool = False) -> None:
+    """Change the sidecar's state by hand: ``edit(state)``; by default as a person would, who
+    leaves the digest as it was, else recomputing it (a sidecar edited by a program)."""
+    sidecar = path / faiss_module.MARKER
+    state = json.loads(sidecar.read_text())
+    edit(state)  # type: ignore[operator]
+    if keep_digest:
+        state["digest"] = faiss_module._documents_digest(state)
+    sidecar.write_text(json.dumps(state))
+
+
+@pytest.mark.parametrize(
+    ("kind", "precision"), [("flat", "float32"), ("hnsw", "float32"), ("ivf", "int8")]
+)
+@pytest.mark.parametrize("keep_digest", [False, True], ids=["by-hand", "digest-redone"])
+def test_load_checks_that_labels_ids_and_vectors_agree(
+    tmp_path: Path, data: np.ndarray, kind: str, precision: str, keep_digest: bool
+) -> None:
+    index = _index(data[:40], precision, kind)
+    index.delete([3])
+    index.save(tmp_path / "good")
+
+    def relabel(state: dict) -> None:  # a document now points at a label with no vector
+        state["documents"][0][0] = 10_000
+        state["next_label"] = 10_001
+
+    def duplicate(state: dict) -> None:
+        state["documents"][1][1] = state["documents"][0][1]
+
+    def drop(state: dict) -> None:  # a vector whose document is gone: KeyError before
+        del state["documents"][5]
+
+    def swap(state: dict) -> None:  # two documents trade vectors: the wrong hit before
+        rows = state["documents"]
+        rows[0][0], rows[1][0] = rows[1][0], rows[0][0]
+
+    edits = {"relabel": relabel, "duplicate": duplicate, "drop": drop, "swap": swap}
+    for name, edit in edits.items():
+        if keep_digest and name == "swap":
+            continue  # a consistent relabelling that also rewrote the digest is a valid index
+        target = tmp_path / name
+        index.save(target)
+        _edit_sidecar(target, edit, keep_digest)
+        with pytest.raises(ValueError, match=r"llmvec-faiss\.json|index\.faiss") as caught:
+            FaissIndex.load(target)
+        assert str(target) in str(caught.value), name
+    if precision == "int8":  # rescoring vectors of the wrong count
+        target = tmp_path / "vectors"
+        index.save(target)
+        np.save(target / "vectors.npy", np.zeros((3, DIM), dtype=np.float16))
+        with pytest.raises(ValueError, match=r"vectors\.npy"):
+            FaissIndex.load(target)
+    assert len(FaissIndex.load(tmp_path / "good")) == 39
 
 
 def test_empty_index(tmp_path: Path) -> None:

@@ -7,15 +7,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, overload, runtime_checkable
 
 import numpy as np
@@ -75,6 +71,8 @@ class VectorIndex(Protocol):
     ) -> list[Hit] | list[list[Hit]]: ...
 
     def delete(self, ids: Sequence[Id]) -> None: ...
+
+    def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]: ...
 
     def __len__(self) -> int: ...
 
@@ -195,9 +193,48 @@ def check_vectors(embeddings: Any, dim: int, what: str = "embeddings") -> np.nda
 
 def check_spec(stored: EmbeddingSpec, encoder_spec: EmbeddingSpec, what: str) -> None:
     """Refuse an encoder whose vectors differ from the stored ones. ``precision`` and
-    ``calibration`` belong to the index, so they are copied from ``stored`` before comparing."""
+    ``calibration`` belong to the index, so they are copied from ``stored`` before comparing.
+
+    Where the stored model is named differently from the encoder's (the same weights at another
+    location), the stored name must still lead to those weights (:func:`check_model_location`):
+    searching builds its encoder from that name, so writing and searching accept the same stores.
+    """
     expected = encoder_spec.replace(precision=stored.precision, calibration=stored.calibration)
     stored.check_compatible(expected, what=what)
+    if stored.model != encoder_spec.model:
+        check_model_location(stored, what)
+
+
+def check_model_location(stored: EmbeddingSpec, what: str) -> None:
+    """Refuse a stored spec whose model cannot be found where it says, or whose weights there
+    are not the ones it names (its ``model_revision`` fingerprint)."""
+    if stored.backend == "static":
+        return
+    from llmvec.models import fingerprint, resolve_model
+
+    try:
+        location = resolve_model(stored.model)
+    except (OSError, ValueError) as error:
+        message = f"the {what} names model {stored.model!r}, which is not here: {error}"
+        raise ValueError(message) from None
+    adapters = any(name == "adapters" for name, _ in stored.extra)
+    if location.is_local and stored.model_revision is not None and not adapters:
+        found = fingerprint(location)
+        if found != stored.model_revision:
+            raise ValueError(
+                f"the {what} names model {stored.model!r}, whose weights here ({found}) are not "
+                f"the stored vectors' ({stored.model_revision})"
+            )
+
+
+def encoder_for(stored: EmbeddingSpec, what: str, **kwargs: Any) -> Encoder:
+    """The encoder of a stored spec (``kwargs``: device, batch size...), checked against it."""
+    from llmvec.encoder import Encoder
+
+    check_model_location(stored, what)
+    encoder = Encoder.from_spec(stored, **kwargs)
+    check_spec(stored, encoder.spec, what=what)
+    return encoder
 
 
 def oversampled(k: int, oversample: float, limit: int) -> int:
@@ -210,60 +247,6 @@ def check_oversample(oversample: float) -> float:
     if isinstance(oversample, bool) or not isinstance(oversample, (int, float)) or oversample < 1:
         raise ValueError(f"oversample must be a number >= 1, got {oversample!r}")
     return float(oversample)
-
-
-@contextmanager
-def atomic_directory(path: str | os.PathLike[str], marker: str) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
-
-    ``path`` may be missing, an empty directory, or an earlier save (a directory holding
-    ``marker``); anything else is refused before anything is written. On error the temporary
-    directory is removed and ``path`` is left as it was.
-    """
-    target = Path(path).expanduser().absolute()
-    if target.exists() and not (
-        target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
-    ):
-        raise FileExistsError(
-            f"{str(target)!r} exists and is not an llmvec index (no {marker}); refusing to "
-            "overwrite it"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield staging
-        os.chmod(staging, 0o755)
-        if target.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside first.
-            retired = staging.with_suffix(".old")
-            os.replace(target, retired)
-            os.replace(staging, target)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, ensure_ascii=False, allow_nan=False), encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """Read a JSON object, with errors that say which index file is missing or corrupt."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{what}: {str(path)!r} is corrupt ({error})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{what}: {str(path)!r} is corrupt (not a JSON object)")
-    return data
 
 
 class BaseIndex(ABC):
@@ -282,10 +265,7 @@ class BaseIndex(ABC):
     def encoder(self) -> Encoder:
         """The query/document encoder; built from the stored spec on first use if none given."""
         if self._encoder is None:
-            from llmvec.encoder import Encoder
-
-            self._encoder = Encoder.from_spec(self.spec)
-            check_spec(self.spec, self._encoder.spec, what=type(self).__name__)
+            self._encoder = encoder_for(self.spec, what=type(self).__name__)
         return self._encoder
 
     @property
@@ -383,9 +363,16 @@ class BaseIndex(ABC):
         """Remove the given (valid, unique) ids."""
 
     @abstractmethod
+    def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
+        """Every stored document's id and metadata."""
+
+    @abstractmethod
     def __len__(self) -> int:
         """Number of stored documents."""
 
     @abstractmethod
     def save(self, path: str | os.PathLike[str]) -> None:
         """Persist the index at ``path``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook: most indexes hold nothing open
+        """Release what the index holds open (files, locks, connections)."""

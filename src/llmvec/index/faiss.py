@@ -7,15 +7,23 @@ index's calibration. Ids, texts and metadata live in a JSON sidecar, never in a 
 
 On disk an index is a directory: ``index.faiss``, ``vectors.npy`` (rescoring vectors, when
 kept) and ``llmvec-faiss.json`` (spec, settings, documents). :meth:`FaissIndex.save` writes a
-new directory and swaps it in with a rename, so a failed save leaves the old index intact.
+new directory and swaps it in with one atomic exchange (:mod:`llmvec.index.storage`), so a
+failed or killed save leaves the old index intact, and a reader sees one save or the other.
+Each save has an id: saving an index over a store that another writer saved since this index
+was loaded from it raises :class:`~llmvec.index.storage.StoreConflictError` instead of losing
+that writer's documents.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +42,17 @@ from llmvec.index.base import (
     Documents,
     Hit,
     Id,
-    atomic_directory,
+    check_id,
     check_oversample,
     check_spec,
     matches,
     oversampled,
-    read_json,
+)
+from llmvec.index.storage import (
+    StoreConflictError,
+    atomic_directory,
+    parse_json,
+    read_snapshot,
     write_json,
 )
 from llmvec.spec import EmbeddingSpec
@@ -143,6 +156,9 @@ class FaissIndex(BaseIndex):
         self._tombstones: set[int] = set()  # HNSW graphs cannot remove: deleted labels
         self._next_label = 0
         self._vectors = np.empty((0, self.dim), dtype=rescore_dtype)
+        #: The store this index was last loaded from or saved to, and a hash of that save's
+        #: sidecar (each save's sidecar is unique: it holds a random save id).
+        self._origin: tuple[Path, str] | None = None
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -215,6 +231,10 @@ class FaissIndex(BaseIndex):
             self._labels[doc_id] = label
             self._documents[label] = (doc_id, text, metadata)
         self._next_label += len(vectors)
+
+    def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
+        for doc_id, _, metadata in self._documents.values():
+            yield doc_id, dict(metadata)
 
     def _delete(self, ids: list[Id]) -> None:
         labels = [self._labels.pop(i) for i in ids if i in self._labels]
@@ -289,10 +309,16 @@ class FaissIndex(BaseIndex):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to the directory ``path`` atomically (see the module docstring)."""
-        state = {
+        """Write the index to the directory ``path`` atomically (see the module docstring).
+
+        Raises :class:`~llmvec.index.storage.StoreConflictError` when this index was loaded
+        from (or saved to) ``path`` and another writer has saved there since.
+        """
+        target = Path(path).expanduser().absolute()
+        state: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "save_id": uuid.uuid4().hex,
             "spec": self.spec.to_dict(),
             "settings": self._settings(),
             "next_label": self._next_label,
@@ -302,7 +328,9 @@ class FaissIndex(BaseIndex):
                 for label, (doc_id, text, metadata) in self._documents.items()
             ],
         }
-        with atomic_directory(path, MARKER) as staging:
+        state["digest"] = _documents_digest(state)
+        with atomic_directory(target, MARKER) as staging:
+            self._check_not_overtaken(target)
             if self._index is not None:
                 writer = (
                     faiss.write_index_binary if self.precision == "binary" else faiss.write_index
@@ -311,7 +339,22 @@ class FaissIndex(BaseIndex):
             if self.rescore:
                 np.save(staging / _VECTORS_FILE, self._vectors, allow_pickle=False)
             write_json(staging / MARKER, state)
-        logger.info("saved %d documents to %s", len(self), path)
+            written = _sidecar_hash((staging / MARKER).read_bytes())
+        self._origin = (target, written)
+        logger.info("saved %d documents to %s", len(self), target)
+
+    def _check_not_overtaken(self, target: Path) -> None:
+        """Refuse to save over a store that another writer saved since this index read it."""
+        if self._origin is None or self._origin[0] != target:
+            return
+        marker = target / MARKER
+        current = _sidecar_hash(marker.read_bytes()) if marker.is_file() else None
+        if current != self._origin[1]:
+            raise StoreConflictError(
+                f"FAISS index {str(target)!r} was saved by another writer since this index was "
+                "loaded from it; saving would lose that writer's documents. Load it again and "
+                "repeat the changes"
+            )
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -333,11 +376,19 @@ class FaissIndex(BaseIndex):
         With ``encoder``, its spec must match the stored one (a ``ValueError`` names the
         differing fields); without, text queries build an encoder from the stored spec.
         """
-        root = Path(path).expanduser()
+        root = Path(path).expanduser().absolute()
         what = f"FAISS index {str(root)!r}"
         if not root.is_dir():
             raise FileNotFoundError(f"{what} does not exist (no such directory)")
-        state = read_json(root / MARKER, what)
+        files = read_snapshot(root, (MARKER, _INDEX_FILE, _VECTORS_FILE))
+        if MARKER not in files:
+            raise FileNotFoundError(f"{what}: {MARKER} does not exist")
+        state = parse_json(files[MARKER], what, MARKER)
+        if "digest" in state and state["digest"] != _documents_digest(state):
+            raise ValueError(
+                f"{what} has a corrupt {MARKER}: its documents were changed after the save "
+                "(their digest does not match), so labels may no longer match the vectors"
+            )
         try:
             if state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
                 raise ValueError(
@@ -347,37 +398,75 @@ class FaissIndex(BaseIndex):
                 )
             spec = EmbeddingSpec.from_dict(state["spec"])
             settings = dict(state["settings"])
-            documents = [(int(r[0]), r[1], r[2], dict(r[3])) for r in state["documents"]]
+            documents = [_document_row(row) for row in state["documents"]]
             next_label = int(state["next_label"])
             tombstones = {int(label) for label in state["tombstones"]}
-            if encoder is not None:
-                check_spec(spec, encoder.spec, what=what)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as error:
+            raise ValueError(f"{what} has a corrupt {MARKER}: {error}") from None
+        if encoder is not None:
+            check_spec(spec, encoder.spec, what=what)
+        try:
             index = cls(encoder, spec=spec, calibration=spec.calibration, **settings)
-        except (KeyError, TypeError, IndexError, AttributeError) as error:
-            raise ValueError(f"{what} has a corrupt {MARKER}: {error!r}") from None
-        index._index = _read_faiss(root / _INDEX_FILE, settings["precision"], what, bool(documents))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{what} has corrupt settings in {MARKER}: {error}") from None
+        index._index = _read_faiss(files.get(_INDEX_FILE), index.precision, what)
         if index.rescore:
-            index._vectors = _read_vectors(root / _VECTORS_FILE, what)
+            index._vectors = _read_vectors(files.get(_VECTORS_FILE), what)
         index._next_label, index._tombstones = next_label, tombstones
         for label, doc_id, text, metadata in documents:
+            if doc_id in index._labels or label in index._documents:
+                raise ValueError(
+                    f"{what} has a corrupt {MARKER}: id {doc_id!r} or label {label} appears twice"
+                )
             index._labels[doc_id] = label
             index._documents[label] = (doc_id, text, metadata)
         index._check_consistency(what)
+        index._origin = (root, _sidecar_hash(files[MARKER]))
         return index
 
+    def _stored_labels(self) -> set[int]:
+        """The labels the FAISS file holds (deleted HNSW entries included)."""
+        if self._index is None:
+            return set()
+        if self.kind == "ivf":
+            lists = _faiss.extract_index_ivf(self._index).invlists
+            return {
+                int(label)
+                for number in range(lists.nlist)
+                for label in _faiss.rev_swig_ptr(lists.get_ids(number), lists.list_size(number))
+            }
+        return {int(label) for label in faiss.vector_to_array(self._index.id_map)}
+
     def _check_consistency(self, what: str) -> None:
-        stored = 0 if self._index is None else self._index.ntotal - len(self._tombstones)
-        if stored != len(self) or (self.rescore and len(self._vectors) != self._next_label):
+        """The FAISS file, the rescoring vectors and the sidecar's documents must agree."""
+        dimension = self._bits if self.precision == "binary" else self.dim
+        if self._index is not None and self._index.d != dimension:
             raise ValueError(
-                f"{what} is corrupt: {stored} vectors in the FAISS file, {len(self)} documents "
-                f"and {len(self._vectors)} rescoring vectors in the sidecar"
+                f"{what} is corrupt: {_INDEX_FILE} has dimension {self._index.d}, the spec in "
+                f"{MARKER} says {dimension}"
             )
-        if self._index is not None and self._index.d != (
-            self._bits if self.precision == "binary" else self.dim
-        ):
-            raise ValueError(f"{what} is corrupt: its FAISS index has dimension {self._index.d}")
-        if self.rescore and self._vectors.shape[1] != self.dim:
-            raise ValueError(f"{what} is corrupt: rescoring vectors of the wrong dimension")
+        if self._documents and self._index is None:
+            raise FileNotFoundError(f"{what} is missing {_INDEX_FILE}")
+        live = set(self._documents)
+        if not live.isdisjoint(self._tombstones):
+            raise ValueError(f"{what} has a corrupt {MARKER}: a deleted label has a document")
+        stored = self._stored_labels()
+        expected = live | self._tombstones if self.kind == "hnsw" else live
+        if stored != expected:
+            missing, unknown = len(expected - stored), len(stored - expected)
+            raise ValueError(
+                f"{what} is corrupt: {_INDEX_FILE} and {MARKER} disagree ({missing} documents "
+                f"of {MARKER} have no vector in {_INDEX_FILE}, {unknown} vectors have no document)"
+            )
+        if any(label >= self._next_label for label in stored):
+            raise ValueError(
+                f"{what} has a corrupt {MARKER}: next_label {self._next_label} is already used"
+            )
+        if self.rescore and self._vectors.shape != (self._next_label, self.dim):
+            raise ValueError(
+                f"{what} is corrupt: {_VECTORS_FILE} holds {self._vectors.shape} rescoring "
+                f"vectors, {MARKER} expects ({self._next_label}, {self.dim})"
+            )
 
 
 def merge(shards: Sequence[FaissIndex | str | os.PathLike[str]], **options: Any) -> FaissIndex:
@@ -426,27 +515,48 @@ def merge(shards: Sequence[FaissIndex | str | os.PathLike[str]], **options: Any)
     return merged
 
 
-def _read_faiss(path: Path, precision: str, what: str, required: bool) -> Any:
-    if not path.is_file():
-        if required:
-            raise FileNotFoundError(f"{what} is missing {path.name}")
+def _sidecar_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _documents_digest(state: dict[str, Any]) -> str:
+    """A hash of what ties vectors to documents in a sidecar: labels, ids, texts, metadata."""
+    tied = {name: state.get(name) for name in ("documents", "next_label", "tombstones")}
+    canonical = json.dumps(tied, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _document_row(row: Any) -> tuple[int, Id, str | None, dict[str, Any]]:
+    """One ``[label, id, text, metadata]`` row of the sidecar, checked."""
+    label, doc_id, text, metadata = row
+    if isinstance(label, bool) or not isinstance(label, int) or label < 0:
+        raise ValueError(f"label {label!r} is not a non-negative int")
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"the text of {doc_id!r} is {type(text).__name__}, not str")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"the metadata of {doc_id!r} is {type(metadata).__name__}, not a dict")
+    return label, check_id(doc_id), text, metadata
+
+
+def _read_faiss(data: bytes | None, precision: str, what: str) -> Any:
+    if data is None:
         return None
-    reader = faiss.read_index_binary if precision == "binary" else faiss.read_index
+    reader = faiss.deserialize_index_binary if precision == "binary" else faiss.deserialize_index
     try:
-        return reader(str(path))
+        return reader(np.frombuffer(data, dtype=np.uint8))
     except RuntimeError as error:
-        raise ValueError(f"{what} has a corrupt {path.name}: {error}") from None
+        raise ValueError(f"{what} has a corrupt {_INDEX_FILE}: {error}") from None
 
 
-def _read_vectors(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} is missing {path.name}")
+def _read_vectors(data: bytes | None, what: str) -> np.ndarray:
+    if data is None:
+        raise FileNotFoundError(f"{what} is missing {_VECTORS_FILE}")
     try:
-        vectors = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{what} has a corrupt {path.name}: {error}") from None
+        vectors = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{what} has a corrupt {_VECTORS_FILE}: {error}") from None
     if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
-        raise ValueError(f"{what} has a corrupt {path.name}: not a matrix")
+        raise ValueError(f"{what} has a corrupt {_VECTORS_FILE}: not a matrix")
     return vectors
 
 

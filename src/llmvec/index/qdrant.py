@@ -3,7 +3,9 @@
 Where the collection lives:
 
 * ``location=":memory:"`` (default) or ``path=DIR``: qdrant-client's embedded mode, for tests
-  and small data; it emulates Qdrant in numpy and ignores quantization and HNSW settings.
+  and small data; it emulates Qdrant in numpy and ignores quantization and HNSW settings. It
+  stores points as pickles, so a ``path`` folder opens only when llmvec signed it on closing
+  (or with ``trust_store=True``; see :mod:`llmvec.index.trust`).
 * ``path=DIR, engine="edge"``: the real Qdrant engine in-process (``qdrant-edge-py``), which
   honours quantization once :meth:`QdrantIndex.optimize` has built the segments.
 * ``url="http://host:6333"``: a Qdrant server or cluster; the same client code as embedded mode.
@@ -12,6 +14,10 @@ Point ids are ``uuid5`` of the user's id (kept in the payload as ``llmvec_id``),
 same documents again replaces them instead of duplicating them. With ``matryoshka_dims`` every
 point also stores truncated copies of its vector as named vectors, and a search narrows the
 candidates from the smallest to the full vector in one multi-stage ``query_points`` call.
+
+A ``path`` store is held by one index at a time (both engines lock their files): opening it
+takes its writer lock (:func:`~llmvec.index.storage.writer_lock`) until :meth:`QdrantIndex.close`,
+and a second opener gets :class:`~llmvec.index.storage.StoreBusyError`.
 """
 
 from __future__ import annotations
@@ -19,25 +25,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmvec.compress import truncate
-from llmvec.index.base import (
-    BaseIndex,
-    Documents,
-    Hit,
-    Id,
-    atomic_directory,
-    check_oversample,
-    check_spec,
-    read_json,
-    write_json,
-)
+from llmvec.index.base import BaseIndex, Documents, Hit, Id, check_oversample, check_spec
 from llmvec.index.qdrant_engines import (
     QUANTIZATIONS,
     ClientEngine,
@@ -48,7 +46,16 @@ from llmvec.index.qdrant_engines import (
     Quantized,
     SearchPlan,
     Stage,
+    connect_server,
 )
+from llmvec.index.storage import (
+    atomic_directory,
+    lock_file,
+    read_json,
+    write_json,
+    writer_lock,
+)
+from llmvec.index.trust import check_trusted, signature
 from llmvec.spec import EmbeddingSpec
 
 if TYPE_CHECKING:
@@ -61,6 +68,8 @@ FULL_VECTOR = "full"
 MARKER = "llmvec-qdrant.json"
 FORMAT = "llmvec.qdrant"
 FORMAT_VERSION = 1
+#: Collection names: letters, digits, ``_``, ``-`` and ``.`` (not first), as file names allow.
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,254}", re.ASCII)
 #: Namespace of the uuid5 point ids; changing it would orphan every stored point.
 ID_NAMESPACE = uuid.UUID("3f0c6b52-8d1e-5a7b-9c4e-2b6d1f8a0e71")
 
@@ -68,6 +77,16 @@ ID_NAMESPACE = uuid.UUID("3f0c6b52-8d1e-5a7b-9c4e-2b6d1f8a0e71")
 def point_id(doc_id: Id) -> str:
     """The Qdrant point id of a document id: deterministic, and distinct for ``1`` and ``"1"``."""
     return str(uuid.uuid5(ID_NAMESPACE, f"{type(doc_id).__name__}:{doc_id}"))
+
+
+def check_collection_name(name: object) -> str:
+    """``name`` if it is a valid collection name (it becomes a folder name in local stores)."""
+    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name):
+        raise ValueError(
+            f"invalid collection name {name!r}: use 1 to 255 letters, digits, '_', '-' and '.', "
+            "not starting with '.'"
+        )
+    return name
 
 
 def vector_name(dim: int) -> str:
@@ -95,6 +114,8 @@ class QdrantIndex(BaseIndex):
         hnsw_ef: HNSW search breadth (``None``: the engine's default).
         batch_size: points per upsert request.
         spec: the vectors' :class:`~llmvec.EmbeddingSpec` when no encoder is given.
+        trust_store: open an embedded-mode ``path`` folder that llmvec did not sign (its
+            pickles can run code: only for folders you trust).
 
     Opening an existing collection checks its stored spec, quantization and Matryoshka dims
     against these arguments; :meth:`load` opens one with whatever it stores.
@@ -118,6 +139,7 @@ class QdrantIndex(BaseIndex):
         hnsw_ef: int | None = None,
         batch_size: int = 256,
         spec: EmbeddingSpec | None = None,
+        trust_store: bool = False,
     ) -> None:
         if spec is None:
             if encoder is None:
@@ -129,8 +151,7 @@ class QdrantIndex(BaseIndex):
             raise ValueError(
                 f"unknown quantization {quantization!r}; allowed: {[None, *QUANTIZATIONS]}"
             )
-        if not isinstance(collection, str) or not collection or "/" in collection:
-            raise ValueError(f"invalid collection name {collection!r}")
+        check_collection_name(collection)
         for name, value in (("batch_size", batch_size), ("hnsw_ef", hnsw_ef)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -148,12 +169,18 @@ class QdrantIndex(BaseIndex):
         self.hnsw_ef = hnsw_ef
         self.batch_size = batch_size
         self.path = None if path is None else Path(path).expanduser().absolute()
-        self._engine = _connect(collection, location, self.path, url, api_key, client, engine)
         self.engine = engine
+        self._held = ExitStack()  # the writer lock of a path store, until close()
         try:
+            if self.path is not None:
+                self._held.enter_context(writer_lock(self.path))
+            self._engine = _connect(
+                collection, location, self.path, url, api_key, client, engine, trust_store
+            )
+            self._held.callback(self._engine.close)
             self._open_or_create()
         except BaseException:
-            self._engine.close()
+            self._held.close()
             raise
 
     # ------------------------------------------------------------------ opening
@@ -201,42 +228,48 @@ class QdrantIndex(BaseIndex):
         url: str | None = None,
         api_key: str | None = None,
         client: Any = None,
+        engine: str | None = None,
+        trust_store: bool = False,
         **options: Any,
     ) -> QdrantIndex:
         """Open an existing collection with its stored spec, quantization and Matryoshka dims.
 
         ``path`` is a directory written by a ``path=`` index or by :meth:`save` (its engine is
-        recorded there). With ``encoder``, its spec must match the stored one; ``options``
-        (``rescore``, ``oversample``, ``hnsw_ef``, ``batch_size``) tune searching.
+        recorded there; ``engine``, when given, must be that one). With ``encoder``, its spec
+        must match the stored one; ``options`` (``rescore``, ``oversample``, ``hnsw_ef``,
+        ``batch_size``) tune searching.
         """
-        engine_name = "client"
         root = None if path is None else Path(path).expanduser().absolute()
+        engine_name = engine or "client"
         if root is not None:
             marker = read_json(root / MARKER, f"Qdrant index {str(root)!r}")
-            engine_name = str(marker.get("engine"))
+            engine_name = _check_engine(root, marker.get("engine"), engine)
         what = f"Qdrant collection {collection!r}"
-        engine = _connect(collection, None, root, url, api_key, client, engine_name)
-        try:
-            if not engine.exists():
-                raise FileNotFoundError(f"{what} does not exist")
-            stored = _parse_config(engine.read_config(), what)
-        finally:
-            engine.close()
-        if encoder is not None:
-            check_spec(stored["spec"], encoder.spec, what=what)
-        return cls(
-            encoder,
-            collection,
-            path=root,
-            url=url,
-            api_key=api_key,
-            client=client,
-            engine=engine_name,
-            quantization=stored["quantization"],
-            matryoshka_dims=stored["matryoshka_dims"],
-            spec=stored["spec"],
-            **options,
-        )
+        check_collection_name(collection)
+        with writer_lock(root) if root is not None else nullcontext():
+            probe = _connect(collection, None, root, url, api_key, client, engine_name, trust_store)
+            try:
+                if not probe.exists():
+                    raise FileNotFoundError(f"{what} does not exist")
+                stored = _parse_config(probe.read_config(), what)
+            finally:
+                probe.close()
+            if encoder is not None:
+                check_spec(stored["spec"], encoder.spec, what=what)
+            return cls(
+                encoder,
+                collection,
+                path=root,
+                url=url,
+                api_key=api_key,
+                client=client,
+                engine=engine_name,
+                quantization=stored["quantization"],
+                matryoshka_dims=stored["matryoshka_dims"],
+                spec=stored["spec"],
+                trust_store=trust_store,
+                **options,
+            )
 
     # ------------------------------------------------------------------ data
     def __len__(self) -> int:
@@ -267,6 +300,11 @@ class QdrantIndex(BaseIndex):
     def _delete(self, ids: list[Id]) -> None:
         if ids:
             self._engine.delete([point_id(i) for i in ids])
+
+    def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
+        for batch in self._engine.scroll(self.batch_size, with_vectors=False):
+            for _, _, payload in batch:
+                yield payload["llmvec_id"], dict(payload.get("metadata") or {})
 
     def _search(
         self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
@@ -320,8 +358,9 @@ class QdrantIndex(BaseIndex):
         self._engine.optimize()
 
     def close(self) -> None:
-        """Flush and release the engine (an embedded ``path`` is locked while open)."""
-        self._engine.close()
+        """Flush and release the engine and the store's lock (a ``path`` store is locked while
+        open); an embedded-mode folder is signed as llmvec's. Closing twice is harmless."""
+        self._held.close()
 
     def __enter__(self) -> QdrantIndex:
         return self
@@ -353,6 +392,7 @@ class QdrantIndex(BaseIndex):
                 for batch in self._engine.scroll(self.batch_size):
                     if batch:
                         copy._engine.upsert(batch)
+            lock_file(staging).unlink()  # nobody else knows the staging folder's name
         logger.info("saved Qdrant collection %r to %s", self.collection, target)
 
 
@@ -364,8 +404,9 @@ def _connect(
     api_key: str | None,
     client: Any,
     engine: str,
+    trust_store: bool = False,
 ) -> Engine:
-    """The engine for a collection; writes the engine marker into a new ``path`` directory."""
+    """The engine for a collection; claims (or checks) a ``path`` directory first."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; allowed: {list(ENGINES)}")
     given = [
@@ -383,32 +424,53 @@ def _connect(
     if engine == "edge" and path is None:
         raise ValueError("engine='edge' stores a local shard: give path=")
     if path is not None:
-        _claim_directory(path, engine)
+        _claim_directory(path, engine, trust_store)
     if engine == "edge":
         assert path is not None
         return EdgeEngine(path, collection)
     owns_client = client is None
+    on_close: Callable[[], None] | None = None
     if client is None:
         from qdrant_client import QdrantClient
 
         if path is not None:
             client = QdrantClient(path=str(path))
+            on_close = lambda: _write_marker(path, engine, signature(path, MARKER))  # noqa: E731
         elif url is not None:
-            client = QdrantClient(url=url, api_key=api_key)
+            client = connect_server(url, api_key, collection)
         else:
             client = QdrantClient(location=location or ":memory:")
-    return ClientEngine(client, collection, owns_client)
+    return ClientEngine(client, collection, owns_client, on_close)
 
 
-def _claim_directory(path: Path, engine: str) -> None:
-    """Make ``path`` an llmvec Qdrant directory for ``engine``, or refuse a foreign one."""
-    marker = path / MARKER
-    if marker.is_file():
-        stored = read_json(marker, f"Qdrant index {str(path)!r}").get("engine")
-        if stored != engine:
-            raise ValueError(
-                f"{str(path)!r} holds a Qdrant index for engine {stored!r}, not {engine!r}"
-            )
+def _write_marker(path: Path, engine: str, signed: str | None = None) -> None:
+    marker = {"format": FORMAT, "format_version": FORMAT_VERSION, "engine": engine}
+    if signed is not None:
+        marker["signature"] = signed
+    write_json(path / MARKER, marker)
+
+
+def _check_engine(path: Path, stored: object, requested: str | None) -> str:
+    """The engine a directory's marker records, which must be ``requested`` when given."""
+    if stored not in ENGINES:
+        raise ValueError(f"{str(path)!r} has a corrupt {MARKER}: unknown engine {stored!r}")
+    if requested is not None and stored != requested:
+        hint = " (qdrant:PATH)" if stored == "client" else " (qdrant-edge:PATH)"
+        raise ValueError(
+            f"{str(path)!r} holds a Qdrant index for engine {stored!r}{hint}, not {requested!r}"
+        )
+    return str(stored)
+
+
+def _claim_directory(path: Path, engine: str, trust_store: bool) -> None:
+    """Make ``path`` an llmvec Qdrant directory for ``engine``, or refuse a foreign one (and an
+    embedded-mode one llmvec did not sign, unless ``trust_store``)."""
+    marker_file = path / MARKER
+    if marker_file.is_file():
+        marker = read_json(marker_file, f"Qdrant index {str(path)!r}")
+        _check_engine(path, marker.get("engine"), engine)
+        if engine == "client":
+            check_trusted(path, MARKER, marker.get("signature"), trust_store)
         return
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise FileExistsError(
@@ -416,7 +478,7 @@ def _claim_directory(path: Path, engine: str) -> None:
             "to write into it"
         )
     path.mkdir(parents=True, exist_ok=True)
-    write_json(marker, {"format": FORMAT, "format_version": FORMAT_VERSION, "engine": engine})
+    _write_marker(path, engine)
 
 
 def _parse_config(config: dict[str, Any] | None, what: str) -> dict[str, Any]:

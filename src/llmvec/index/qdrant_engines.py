@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from llmvec.index.base import read_json, write_json
+from llmvec.index.storage import read_json, write_json
 
 #: A stored point: (point id, {vector name: values}, payload).
 Point = tuple[str, dict[str, list[float]], dict[str, Any]]
@@ -95,8 +95,9 @@ class Engine(ABC):
         """Exact number of points."""
 
     @abstractmethod
-    def scroll(self, batch_size: int) -> Iterator[list[Point]]:
-        """Every point with its vectors and payload, in batches."""
+    def scroll(self, batch_size: int, with_vectors: bool = True) -> Iterator[list[Point]]:
+        """Every point with its payload and (unless ``with_vectors`` is false) its vectors, in
+        batches."""
 
     def optimize(self) -> None:  # noqa: B027 - optional hook, nothing to do for most engines
         """Build indexes and quantized data now, where the engine leaves that to the caller."""
@@ -162,19 +163,50 @@ class Engine(ABC):
         """Run a batch of requests."""
 
 
+def connect_server(url: str, api_key: str | None, collection: str) -> Any:
+    """A ``QdrantClient`` for the server at ``url``, checked to answer about ``collection`` (a
+    ``ConnectionError`` when it cannot be reached, a ``PermissionError`` when it refuses the
+    API key)."""
+    from qdrant_client import QdrantClient
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    client = QdrantClient(url=url, api_key=api_key)
+    try:
+        client.collection_exists(collection)
+    except ResponseHandlingException as error:
+        client.close()
+        raise ConnectionError(f"cannot reach the Qdrant server at {url}: {error}") from None
+    except UnexpectedResponse as error:
+        client.close()
+        if error.status_code in (401, 403):
+            raise PermissionError(
+                f"the Qdrant server at {url} refused the request ({error.status_code}): give "
+                "its API key with --api-key or the QDRANT_API_KEY environment variable"
+            ) from None
+        raise ConnectionError(f"the Qdrant server at {url} answered {error}") from None
+    return client
+
+
 class ClientEngine(Engine):
     """A collection reached through ``qdrant_client.QdrantClient`` (embedded or server).
 
     llmvec's config lives in the collection's metadata (Qdrant 1.16+ / qdrant-client 1.16+).
     """
 
-    def __init__(self, client: Any, collection: str, owns_client: bool) -> None:
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        owns_client: bool,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         from qdrant_client import models
 
         self.types = models
         self.client = client
         self.collection = collection
         self.owns_client = owns_client  # a client the caller passed in stays open
+        self.on_close = on_close  # run once the client has released its files
 
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
@@ -219,7 +251,7 @@ class ClientEngine(Engine):
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
 
-    def scroll(self, batch_size: int) -> Iterator[list[Point]]:
+    def scroll(self, batch_size: int, with_vectors: bool = True) -> Iterator[list[Point]]:
         offset = None
         while True:
             records, offset = self.client.scroll(
@@ -227,15 +259,18 @@ class ClientEngine(Engine):
                 limit=batch_size,
                 offset=offset,
                 with_payload=True,
-                with_vectors=True,
+                with_vectors=with_vectors,
             )
-            yield [(str(r.id), dict(r.vector), dict(r.payload or {})) for r in records]
+            yield [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
             if offset is None:
                 return
 
     def close(self) -> None:
         if self.owns_client:
             self.client.close()
+        if self.on_close is not None:
+            self.on_close()
+            self.on_close = None
 
     def _prefetch(
         self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
@@ -326,14 +361,14 @@ class EdgeEngine(Engine):
     def count(self) -> int:
         return int(self.shard.count(self.types.CountRequest(exact=True)))
 
-    def scroll(self, batch_size: int) -> Iterator[list[Point]]:
+    def scroll(self, batch_size: int, with_vectors: bool = True) -> Iterator[list[Point]]:
         offset = None
         while True:
             request = self.types.ScrollRequest(
-                offset=offset, limit=batch_size, with_payload=True, with_vector=True
+                offset=offset, limit=batch_size, with_payload=True, with_vector=with_vectors
             )
             records, offset = self.shard.scroll(request)
-            yield [(str(r.id), dict(r.vector), dict(r.payload or {})) for r in records]
+            yield [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
             if offset is None:
                 return
 

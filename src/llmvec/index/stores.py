@@ -7,17 +7,23 @@
 ``qdrant+http://HOST:PORT/COLLECTION``  a Qdrant server (``qdrant+https://`` too)
 =====================================  ==============================================
 
-Local Qdrant stores use the collection ``llmvec``.
+Local Qdrant stores use the collection ``llmvec``. A server's API key is never part of the
+address (it would be shown wherever the address is): it comes from ``api_key=`` (the command
+line's ``--api-key``) or the ``QDRANT_API_KEY`` environment variable.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from llmvec.index.base import BaseIndex, check_spec
+from llmvec.index.storage import writer_lock
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
@@ -37,6 +43,14 @@ class Store:
     path: Path | None = None
     url: str | None = None
     collection: str = DEFAULT_COLLECTION
+    api_key: str | None = field(default=None, repr=False)
+    #: Open an embedded-mode folder llmvec did not sign (see :mod:`llmvec.index.trust`).
+    trust_store: bool = False
+
+    def __str__(self) -> str:
+        if self.url is not None:
+            return f"qdrant+{self.url}/{self.collection}"
+        return f"{self.scheme}:{self.path}"
 
     @property
     def family(self) -> str:
@@ -54,21 +68,54 @@ class Store:
         return self.path is not None and self.path.exists()
 
 
-def parse_store(address: str) -> Store:
-    """Parse a store address (see the module docstring)."""
+def parse_store(address: str, *, api_key: str | None = None, trust_store: bool = False) -> Store:
+    """Parse a store address (see the module docstring). ``api_key`` (default: the
+    ``QDRANT_API_KEY`` environment variable) goes with a server address."""
     scheme, sep, rest = address.partition(":")
     if not sep or scheme not in SCHEMES or not rest:
-        raise ValueError(f"unknown store {address!r}; use {_USAGE}")
+        raise ValueError(f"unknown store {_redacted(address)!r}; use {_USAGE}")
     if scheme.startswith("qdrant+"):
         parts = urlsplit(address[len("qdrant+") :])
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                f"store {_redacted(address)!r} carries credentials in its URL, which Qdrant "
+                "does not read and which would be printed; give the API key with --api-key or "
+                "the QDRANT_API_KEY environment variable"
+            )
         collection = parts.path.strip("/")
         if not parts.hostname or not collection or "/" in collection:
             raise ValueError(
                 f"store {address!r} needs a host and one collection name: "
                 "qdrant+http://HOST:PORT/COLLECTION"
             )
-        return Store(scheme, url=f"{parts.scheme}://{parts.netloc}", collection=collection)
-    return Store(scheme, path=Path(rest).expanduser())
+        from llmvec.index.qdrant import check_collection_name
+
+        return Store(
+            scheme,
+            url=f"{parts.scheme}://{parts.netloc}",
+            collection=check_collection_name(collection),
+            api_key=api_key or os.environ.get("QDRANT_API_KEY") or None,
+        )
+    return Store(scheme, path=Path(rest).expanduser(), trust_store=trust_store)
+
+
+def _redacted(address: str) -> str:
+    """``address`` with any ``user:password@`` part of a URL replaced by ``***@``."""
+    head, at, tail = address.rpartition("@")
+    if not at or "://" not in head:
+        return address
+    scheme, _, _ = head.partition("://")
+    return f"{scheme}://***@{tail}"
+
+
+@contextmanager
+def store_writer(store: Store) -> Iterator[None]:
+    """Hold a local store's writer lock (a server serialises its own writers)."""
+    if store.path is None:
+        yield
+        return
+    with writer_lock(store.path):
+        yield
 
 
 def check_store_precision(store: Store, precision: str) -> str:
@@ -92,7 +139,15 @@ def open_store(store: Store, encoder: Encoder | None = None) -> BaseIndex:
         return FaissIndex.load(store.path, encoder)
     from llmvec.index.qdrant import QdrantIndex
 
-    return QdrantIndex.load(store.path, encoder, collection=store.collection, url=store.url)
+    return QdrantIndex.load(
+        store.path,
+        encoder,
+        collection=store.collection,
+        url=store.url,
+        api_key=store.api_key,
+        engine=store.engine,
+        trust_store=store.trust_store,
+    )
 
 
 def create_store(
@@ -123,8 +178,10 @@ def create_store(
         store.collection,
         path=store.path,
         url=store.url,
+        api_key=store.api_key,
         engine=store.engine,
         quantization=None if precision == "float32" else precision,
+        trust_store=store.trust_store,
         **options,
     )
 

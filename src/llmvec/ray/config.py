@@ -91,12 +91,11 @@ class EncoderConfig:
     def build(self) -> Encoder:
         """Build the encoder (loads the model), checked against :attr:`spec` when there is one."""
         from llmvec.encoder import Encoder
-        from llmvec.index.base import check_spec
+        from llmvec.index.base import check_spec, encoder_for
 
         if self.spec is not None and "model" not in self.kwargs:
-            encoder = Encoder.from_spec(self.spec, **self.kwargs)
-        else:
-            encoder = Encoder(**self.kwargs)
+            return encoder_for(self.spec, what="Ray job", **self.kwargs)
+        encoder = Encoder(**self.kwargs)
         if self.spec is not None:
             check_spec(self.spec, encoder.spec, what="Ray job")
         return encoder

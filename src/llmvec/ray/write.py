@@ -33,6 +33,8 @@ from llmvec.spec import EmbeddingSpec
 if TYPE_CHECKING:
     from ray.data import Dataset
 
+    from llmvec.index.stores import Store
+
 logger = logging.getLogger(__name__)
 
 #: Rows per FAISS shard.
@@ -224,7 +226,7 @@ def _write_shard(
 
 def index_dataset(
     dataset: Dataset,
-    store: str,
+    store: str | Store,
     encoder: EncoderLike,
     *,
     precision: str = "float32",
@@ -237,14 +239,15 @@ def index_dataset(
 ) -> int:
     """Encode ``dataset`` on Ray and store it at a store address (``faiss:PATH``,
     ``qdrant:PATH``, ``qdrant-edge:PATH`` or ``qdrant+http://HOST:PORT/COLLECTION``, see
-    :mod:`llmvec.index.stores`); returns the number of documents written.
+    :mod:`llmvec.index.stores`) or a parsed :class:`~llmvec.index.stores.Store` (which carries a
+    server's API key); returns the number of documents written.
 
     A Qdrant server is written by the workers (:func:`write_qdrant`); a local store by this
     process as the vectors come back (:func:`write_index`), then saved or closed.
     """
     from llmvec.index.stores import check_store_precision, create_store, finish_store, parse_store
 
-    parsed = parse_store(store)
+    parsed = parse_store(store) if isinstance(store, str) else store
     check_store_precision(parsed, precision)
     columns = columns or Columns()
     resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
@@ -254,6 +257,7 @@ def index_dataset(
             encoder,
             parsed.url,
             collection=parsed.collection,
+            api_key=parsed.api_key,
             quantization=None if precision == "float32" else precision,
             columns=columns,
             concurrency=concurrency,
@@ -266,9 +270,7 @@ def index_dataset(
         vectors = map_embed(dataset, config, columns, concurrency, batch_size, resources)
         written = _stream_into(index, vectors, columns, batch_size)
     except BaseException:
-        close = getattr(index, "close", None)
-        if close is not None:
-            close()  # release a local Qdrant store's lock; points written so far stay
+        index.close()  # release a local store's lock; Qdrant points written so far stay
         raise
     finish_store(index, parsed)
     return written
