@@ -27,7 +27,7 @@ QUESTIONS = [
 
 def main() -> None:
     encoder = llmvec.Encoder("all-minilm-l6-v2", pooling="mean")
-    chunks = load_chunks(DATA, max_chars=400)
+    chunks = load_chunks(DATA, max_chars=400).chunks
     with (
         tempfile.TemporaryDirectory() as storage,
         llmvec.QdrantIndex(

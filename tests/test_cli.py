@@ -105,10 +105,11 @@ def test_index_and_search_with_the_default_model(
     code, out, _ = _run(capsys, "search", question, "--store", store, "-k", "3")
     hits = _hits(out)
     assert code == 0 and [h[0] for h in hits] == [1, 2, 3]
-    assert hits[0][2] == "honeybees.md"
+    assert hits[0][2] == "examples/data/honeybees.md"  # relative to the working directory
     assert [h[1] for h in hits] == sorted((h[1] for h in hits), reverse=True)
     # The printed score is the cosine of the default encoder's vectors.
-    chunk = next(c for c in load_chunks(EXAMPLES) if c.source == "honeybees.md")
+    honeybees = (EXAMPLES / "honeybees.md").as_posix()
+    chunk = next(c for c in load_chunks(EXAMPLES).chunks if c.source == honeybees)
     document = smollm2.encode_documents([chunk.text])[0]
     expected = document @ smollm2.encode_queries([question])[0]
     assert hits[0][1] == pytest.approx(float(expected), abs=1e-4)
@@ -131,7 +132,7 @@ def test_qdrant_stores_with_binary_precision(
     assert code == 0 and f"({count} in store)" in out
     code, out, _ = _run(capsys, "search", "what makes an eruption explosive?", "--store", store)
     hits = _hits(out)
-    assert len(hits) == 5 and hits[0][2] == "volcanoes.md"
+    assert len(hits) == 5 and Path(hits[0][2]).name == "volcanoes.md"
     index = llmvec.QdrantIndex.load(tmp_path / "store")
     assert index.spec.precision == "binary" and index.spec.model == "all-minilm-l6-v2"
     index.close()
@@ -147,7 +148,7 @@ def test_qdrant_server_store(
         code, out, _ = _run(capsys, "index", str(EXAMPLES), "--store", store, *model)
         assert code == 0 and f"({len(example_texts())} in store)" in out
         code, out, _ = _run(capsys, "search", "rule of 72", "--store", store, "-k", "2")
-        assert code == 0 and _hits(out)[0][2] == "compound_interest.txt"
+        assert code == 0 and Path(_hits(out)[0][2]).name == "compound_interest.txt"
         assert any(path == "/collections/notes" for _, path, _ in server.requests)
 
 
@@ -217,7 +218,7 @@ def test_errors_are_short_and_named(
     code, _, err = _run(capsys, "search", "x", "--store", f"faiss:{tmp_path}", "-k", "0")
     assert code == 2 and "k must be a positive integer, got 0" in err
     code, _, err = _run(capsys, "index", str(tmp_path), "--store", f"faiss:{tmp_path / 'i'}")
-    assert code == 2 and "no .txt or .md text" in err
+    assert code == 2 and "no readable .txt or .md file found" in err
     with pytest.raises(SystemExit):
         cli.main(["index", str(EXAMPLES), "--store", "faiss:/tmp/x", "--precision", "float16"])
     assert "invalid choice: 'float16'" in capsys.readouterr().err
@@ -251,16 +252,17 @@ def test_chunks_respect_the_limit_and_keep_every_word() -> None:
 
 
 def test_chunk_ids_are_stable(tmp_path: Path) -> None:
-    chunks = load_chunks(EXAMPLES, max_chars=250)
-    assert chunks == load_chunks(EXAMPLES, max_chars=250)
-    assert {c.source for c in chunks} == set(example_texts())
+    chunks = load_chunks(EXAMPLES, max_chars=250).chunks
+    assert chunks == load_chunks(EXAMPLES, max_chars=250).chunks
+    assert {c.source for c in chunks} == {(EXAMPLES / n).as_posix() for n in example_texts()}
     assert chunks[0].id == f"{chunks[0].source}#0" and chunks[0].metadata["chunk"] == 0
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "secret.md").write_text("skip me")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "note.txt").write_text("First.\n\nSecond.")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
-    assert [(c.id, c.text) for c in load_chunks(tmp_path, 8)] == [
-        ("sub/note.txt#0", "First."),
-        ("sub/note.txt#1", "Second."),
+    note = (tmp_path / "sub" / "note.txt").as_posix()
+    assert [(c.id, c.text) for c in load_chunks(tmp_path, 8).chunks] == [
+        (f"{note}#0", "First."),
+        (f"{note}#1", "Second."),
     ]

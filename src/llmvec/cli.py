@@ -7,8 +7,10 @@ that adds its arguments and a function that runs it. Adding a subcommand is one 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,17 +21,20 @@ from llmvec import __version__
 from llmvec.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from llmvec.documents import Chunk
+    from llmvec.documents import Loaded
     from llmvec.encoder import Encoder
+    from llmvec.index.base import BaseIndex, Id
+    from llmvec.index.stores import Store
 
 logger = logging.getLogger("llmvec.cli")
 
-#: Embedded Qdrant in a folder of the working directory: no server, nothing to set up.
-DEFAULT_STORE = "qdrant:llmvec-store"
+#: Qdrant Edge (the real engine, in-process) in a folder of the working directory: no server,
+#: nothing to set up, and no pickles (qdrant-client's embedded mode stores points as pickles).
+DEFAULT_STORE = "qdrant-edge:llmvec-store"
 _STORE_HELP = (
-    "where the index lives: faiss:PATH, qdrant:PATH (Qdrant embedded), qdrant-edge:PATH "
-    "(Qdrant Edge, in-process) or qdrant+http://HOST:PORT/COLLECTION (a Qdrant server); "
-    f"default: {DEFAULT_STORE}"
+    "where the index lives: faiss:PATH, qdrant-edge:PATH (Qdrant Edge, in-process), "
+    "qdrant:PATH (qdrant-client's embedded mode) or qdrant+http://HOST:PORT/COLLECTION (a "
+    f"Qdrant server); default: {DEFAULT_STORE}"
 )
 _EPILOG = """\
 examples:
@@ -126,6 +131,29 @@ def encoder_from_args(args: argparse.Namespace) -> Encoder:
     return Encoder(**encoder_kwargs(args))
 
 
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("store")
+    group.add_argument("--store", default=DEFAULT_STORE, help=_STORE_HELP)
+    group.add_argument(
+        "--api-key",
+        help="API key of a Qdrant server store (default: the QDRANT_API_KEY environment "
+        "variable); never put it in the store URL",
+    )
+    group.add_argument(
+        "--trust-store",
+        action="store_true",
+        help="open a qdrant:PATH folder that llmvec did not sign: its points are pickles, "
+        "which can run code, so only for folders you trust",
+    )
+
+
+def store_from_args(args: argparse.Namespace) -> Store:
+    """The store that :func:`_store_arguments` describes."""
+    from llmvec.index.stores import parse_store
+
+    return parse_store(args.store, api_key=args.api_key, trust_store=args.trust_store)
+
+
 def _progress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--progress",
@@ -178,7 +206,7 @@ def run_encode(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- index
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="folder (or file) of .txt / .md documents")
-    parser.add_argument("--store", default=DEFAULT_STORE, help=_STORE_HELP)
+    _store_arguments(parser)
     parser.add_argument(
         "--precision",
         default="float32",
@@ -193,6 +221,14 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--whole-files", action="store_true", help="one document per file, no chunking"
+    )
+    parser.add_argument(
+        "--encoding", default="utf-8", help="text encoding of the files (utf-8); others skipped"
+    )
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="also read symlinks that lead out of the folder (default: skipped)",
     )
     ray = parser.add_argument_group("ray (pip install 'llmvec[ray]')")
     ray.add_argument(
@@ -210,92 +246,166 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    """Read, chunk, encode and store a folder of documents."""
-    from tqdm.auto import tqdm
-
+    """Read, chunk, encode and store a folder of documents; the chunks of files that are gone
+    or shorter now leave the store."""
     from llmvec.documents import load_chunks
-    from llmvec.index.stores import check_store_precision, create_store, finish_store, parse_store
+    from llmvec.index.stores import check_store_precision, store_writer
 
-    store = parse_store(args.store)
+    store = store_from_args(args)
     check_store_precision(store, args.precision)
-    chunks = load_chunks(args.source, None if args.whole_files else args.chunk_chars)
-    if not chunks:
-        raise ValueError(f"no .txt or .md text found in {str(args.source)!r}")
-    if args.ray is not None:
-        return _index_on_ray(args, chunks)
-    encoder = encoder_from_args(args)
-    index = create_store(store, encoder, args.precision)
-    show = sys.stderr.isatty() if args.progress is None else args.progress
-    step = args.batch_size * 4
-    with tqdm(total=len(chunks), desc="indexing", unit="chunk", disable=not show) as bar:
-        for start in range(0, len(chunks), step):
-            batch = chunks[start : start + step]
-            index.add(
-                [c.text for c in batch],
-                ids=[c.id for c in batch],
-                metadata=[c.metadata for c in batch],
-            )
-            bar.update(len(batch))
-    total = len(index)
-    finish_store(index, store)
-    files = len({c.source for c in chunks})
-    print(f"indexed {len(chunks)} chunks from {files} files into {args.store} ({total} in store)")
+    try:
+        codecs.lookup(args.encoding)
+    except LookupError:
+        raise ValueError(f"unknown --encoding {args.encoding!r}") from None
+    with store_writer(store):  # a second writer fails here, before any work
+        loaded = load_chunks(
+            args.source,
+            None if args.whole_files else args.chunk_chars,
+            follow_symlinks=args.follow_symlinks,
+            encoding=args.encoding,
+        )
+        if not loaded.files:
+            _report_skipped(loaded)
+            raise ValueError(f"no readable .txt or .md file found in {str(args.source)!r}")
+        if args.ray is not None:
+            written, removed, total = _index_on_ray(args, store, loaded)
+        else:
+            written, removed, total = _index_here(args, store, loaded)
+    files = len(loaded.files)
+    gone = f", removed {removed} stale chunks" if removed else ""
+    print(f"indexed {written} chunks from {files} files into {store}{gone} ({total} in store)")
+    _report_skipped(loaded)
     return 0
 
 
-def _index_on_ray(args: argparse.Namespace, chunks: list[Chunk]) -> int:
+def _index_here(args: argparse.Namespace, store: Store, loaded: Loaded) -> tuple[int, int, int]:
+    """Encode the chunks in this process; returns (written, removed, stored) counts."""
+    from tqdm.auto import tqdm
+
+    from llmvec.index.stores import create_store, finish_store
+
+    chunks = loaded.chunks
+    encoder = encoder_from_args(args)
+    index = create_store(store, encoder, args.precision)
+    try:
+        show = sys.stderr.isatty() if args.progress is None else args.progress
+        step = args.batch_size * 4
+        with tqdm(total=len(chunks), desc="indexing", unit="chunk", disable=not show) as bar:
+            for start in range(0, len(chunks), step):
+                batch = chunks[start : start + step]
+                index.add(
+                    [c.text for c in batch],
+                    ids=[c.id for c in batch],
+                    metadata=[c.metadata for c in batch],
+                )
+                bar.update(len(batch))
+        removed = _remove_stale(index, loaded, args.source)
+        total = len(index)
+        finish_store(index, store)
+    finally:
+        index.close()
+    return len(chunks), removed, total
+
+
+def _index_on_ray(args: argparse.Namespace, store: Store, loaded: Loaded) -> tuple[int, int, int]:
     """``llmvec index --ray``: the same chunks encoded by Ray Data actors (Ray reports the
-    progress) and written by :func:`llmvec.ray.index_dataset`."""
+    progress) and written by :func:`llmvec.ray.index_dataset`; returns the counts."""
     import ray.data
 
+    from llmvec.index.stores import finish_store, open_store
     from llmvec.ray import Columns, connect, index_dataset
 
     connect(args.ray)
     if args.progress is not None:
         ray.data.DataContext.get_current().enable_progress_bars = args.progress
-    dataset = ray.data.from_items([{"id": c.id, "text": c.text, **c.metadata} for c in chunks])
-    written = index_dataset(
-        dataset,
-        args.store,
-        encoder_kwargs(args),
-        precision=args.precision,
-        columns=Columns(metadata=tuple(chunks[0].metadata)),
-        concurrency=args.actors,
-        num_gpus=args.gpus_per_actor,
-        batch_size=args.batch_size * 4,
-    )
-    files = len({c.source for c in chunks})
-    print(f"indexed {written} chunks from {files} files into {args.store} on Ray")
-    return 0
+    chunks = loaded.chunks
+    written = 0
+    if chunks:
+        dataset = ray.data.from_items([{"id": c.id, "text": c.text, **c.metadata} for c in chunks])
+        written = index_dataset(
+            dataset,
+            store,
+            encoder_kwargs(args),
+            precision=args.precision,
+            columns=Columns(metadata=tuple(chunks[0].metadata)),
+            concurrency=args.actors,
+            num_gpus=args.gpus_per_actor,
+            batch_size=args.batch_size * 4,
+        )
+    index = open_store(store)
+    try:
+        removed = _remove_stale(index, loaded, args.source)
+        total = len(index)
+        finish_store(index, store)
+    finally:
+        index.close()
+    return written, removed, total
+
+
+def _remove_stale(index: BaseIndex, loaded: Loaded, source: Path) -> int:
+    """Delete the stored chunks of files read now that no longer have them (the file shrank),
+    and of files under the indexed folder that are gone; returns how many."""
+    current = {chunk.id for chunk in loaded.chunks}
+    read = set(loaded.files)
+    # A skipped file keeps its chunks, and so does every file under a skipped folder.
+    skipped = tuple(item.path for item in loaded.skipped)
+    folder = os.path.abspath(source) + os.sep if source.is_dir() else None
+    stale: list[Id] = []
+    for doc_id, metadata in index.metadata_items():
+        origin = metadata.get("source")
+        if doc_id in current or not isinstance(origin, str) or _under(origin, skipped):
+            continue
+        if origin in read or (folder is not None and origin.startswith(folder)):
+            stale.append(doc_id)
+    index.delete(stale)
+    return len(stale)
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies inside one."""
+    return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+
+def _report_skipped(loaded: Loaded) -> None:
+    """List the files that were not read, and why, on stderr."""
+    if not loaded.skipped:
+        return
+    print(f"skipped {len(loaded.skipped)} files:", file=sys.stderr)
+    for item in loaded.skipped:
+        print(f"  {_display_path(item.path)}: {item.reason}", file=sys.stderr)
+
+
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies inside it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 # ---------------------------------------------------------------------- search
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the search text")
-    parser.add_argument("--store", default=DEFAULT_STORE, help=_STORE_HELP)
+    _store_arguments(parser)
     parser.add_argument("-k", type=int, default=5, metavar="N", help="number of hits (default: 5)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
 
 
 def run_search(args: argparse.Namespace) -> int:
     """Search a store with the encoder its spec describes; print one hit per line."""
-    from llmvec.encoder import Encoder
-    from llmvec.index.base import check_k, check_spec
-    from llmvec.index.stores import open_store, parse_store
+    from llmvec.index.base import check_k, encoder_for
+    from llmvec.index.stores import open_store
 
     check_k(args.k)
-    store = parse_store(args.store)
+    store = store_from_args(args)
     index = open_store(store)
     try:
-        encoder = Encoder.from_spec(index.spec, device=args.device)
-        check_spec(index.spec, encoder.spec, what=f"store {args.store}")
+        encoder = encoder_for(index.spec, what=f"store {store}", device=args.device)
         hits = index.search(encoder.encode_queries([args.query])[0], k=args.k)
     finally:
-        close = getattr(index, "close", None)
-        if close is not None:
-            close()
+        index.close()
     for rank, hit in enumerate(hits, start=1):
         source = hit.metadata.get("source", hit.id)
+        if isinstance(source, str):
+            source = _display_path(source)
         snippet = " ".join((hit.text or "").split())
         snippet = snippet if len(snippet) <= 70 else snippet[:69] + "…"
         print(f"{rank}. {hit.score:.4f}  {source}  {snippet}")
@@ -521,16 +631,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()
     try:
         return int(args.run(args))
-    except (
-        ValueError,
-        TypeError,
-        ImportError,
-        FileNotFoundError,
-        FileExistsError,
-        ConnectionError,
-    ) as error:
-        print(f"llmvec: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, OSError) as error:
+        # OSError: missing files, a busy or untrusted store, an unreachable server.
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"llmvec: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("llmvec: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
