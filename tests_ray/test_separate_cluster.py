@@ -38,8 +38,8 @@ def index_command(corpus: Path, address: str, store: str) -> list[str]:
 
 
 def chunk_number(chunk_id: str) -> int:
-    """``0042.txt#0`` -> 42."""
-    return int(chunk_id.split(".", 1)[0])
+    """``/path/to/corpus/0042.txt#0`` -> 42."""
+    return int(Path(chunk_id.split("#")[0]).stem)
 
 
 def test_cli_writes_a_local_store_from_the_driver(
