@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel
 
 from llmvec import Encoder
-from llmvec.attention import check_bidirectional, sees_later_tokens
+from llmvec.backends.bidirectional import check_bidirectional, sees_later_tokens
 from llmvec.testing import TINY_ARCHITECTURES
 
 TEXTS = [

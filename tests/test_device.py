@@ -13,14 +13,10 @@ import torch
 
 import llmvec.backends.transformers as transformers_backend
 from llmvec import Encoder
-from llmvec.backends.transformers import (
-    default_attention,
-    default_device,
-    resolve_device,
-    resolve_dtype,
-)
+from llmvec.backends.devices import default_device, resolve_device, resolve_dtype
+from llmvec.backends.grouped_sdpa import GROUPED_SDPA
+from llmvec.backends.transformers import default_attention
 from llmvec.bench import PeakMemory
-from llmvec.grouped_attention import GROUPED_SDPA
 
 CUDA = torch.device("cuda")
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from llmvec import Encoder
-from llmvec.grouped_attention import GROUPED_SDPA, grouped_sdpa_forward
+from llmvec.backends.grouped_sdpa import GROUPED_SDPA, grouped_sdpa_forward
 from llmvec.testing import row_cosines
 
 TEXTS = ["A man is playing a guitar.", "Paris", "two words", "a longer sentence " * 6]

@@ -75,7 +75,8 @@ def test_minilm_matches_sentence_transformers(minilm: Encoder) -> None:
 
 
 def test_minilm_is_an_encoder_model(minilm: Encoder) -> None:
-    assert minilm.backend.is_decoder is False
+    assert minilm.backend.causal is False
+    assert minilm.backend.pool_prefix_specials is True
     (item,) = minilm.tokenize("hello")
     tokenizer = minilm.backend.tokenizer
     assert item.ids[0] == tokenizer.cls_token_id and item.ids[-1] == tokenizer.sep_token_id

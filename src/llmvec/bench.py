@@ -172,9 +172,7 @@ def _llemb(encoder: Encoder, batch_size: int) -> Peer:
     llemb = require("llemb", _INSTALL_PEERS.format(peer="llemb"))
     backend = encoder.backend
     assert isinstance(backend, Backend)
-    model = llemb.Encoder(
-        _model_folder(encoder), device=str(backend.device), dtype=getattr(backend, "dtype", None)
-    )
+    model = llemb.Encoder(_model_folder(encoder), device=str(backend.device), dtype=backend.dtype)
     differences: list[str] = []
     if name in ("prompteol", "pcoteol"):
         differences.append(
@@ -211,9 +209,8 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
         )
     module = require("sentence_transformers", _INSTALL_PEERS.format(peer="sentence-transformers"))
     backend = encoder.backend
-    dtype = getattr(backend, "dtype", torch.float32)
     model = module.SentenceTransformer(
-        _model_folder(encoder), device=str(backend.device), model_kwargs={"dtype": dtype}
+        _model_folder(encoder), device=str(backend.device), model_kwargs={"dtype": backend.dtype}
     )
     model.max_seq_length = encoder.max_length
     arguments = {"batch_size": batch_size, "normalize_embeddings": True}
@@ -340,7 +337,7 @@ def run_bench(
         raise ValueError(f"unknown peer {compare!r}; allowed: {sorted(PEERS)}")
     batch_size = encoder.batch_size if batch_size is None else batch_size
     backend = encoder.backend
-    dtype = getattr(backend, "dtype", torch.float32)
+    dtype = torch.float32 if backend.dtype is None else backend.dtype
     tokens = sum(len(item.ids) for item in encoder.tokenize(items))
     parts = _chunks(items, chunks)
 
@@ -360,7 +357,7 @@ def run_bench(
     for name, function in functions:
         countable = name != "llmvec" or isinstance(backend, Backend)
         flops[name] = _warm_up(function, parts, countable)
-    compiled = bool(getattr(backend, "compiled", False))
+    compiled = backend.compiled
     if compiled:
         _warm_up(ours, parts, count_flops=False)  # compiles for these shapes
 

@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
+from llmvec.compress import PRECISIONS
+from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
 from llmvec.models import DEFAULT_MODEL
+from llmvec.pooling import TOKEN_POOLING_METHODS
+from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
     from llmvec.documents import Loaded
     from llmvec.encoder import Encoder
-    from llmvec.index.base import BaseIndex, Id
+    from llmvec.index.base import BaseIndex
+    from llmvec.index.records import Id
     from llmvec.index.stores import Store
 
 logger = logging.getLogger("llmvec.cli")
@@ -68,7 +73,7 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--pooling",
-        choices=["mean", "weighted_mean", "last_token", "eos_token", "first_token"],
+        choices=TOKEN_POOLING_METHODS,
         help="pooling method (default: last_token with a template, else mean)",
     )
     group.add_argument(
@@ -170,7 +175,7 @@ def _encode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="float32",
-        choices=["float32", "float16", "int8", "uint8", "binary", "ubinary"],
+        choices=PRECISIONS,
         help="output precision (default: float32)",
     )
     parser.add_argument(
@@ -210,7 +215,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="float32",
-        choices=["float32", "int8", "binary"],
+        choices=ALL_STORE_PRECISIONS,
         help="stored precision (default: float32); int8 and binary rescore with float vectors",
     )
     parser.add_argument(
@@ -391,10 +396,10 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Search a store with the encoder its spec describes; print one hit per line."""
-    from llmvec.index.base import check_k, encoder_for
+    from llmvec.index.specs import encoder_for
     from llmvec.index.stores import open_store
 
-    check_k(args.k)
+    check_positive("k", args.k)
     store = store_from_args(args)
     index = open_store(store)
     try:
@@ -442,7 +447,7 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
     retrieval.add_argument(
         "--precision",
         default="float32",
-        choices=["float32", "int8", "binary"],
+        choices=STORE_PRECISIONS["faiss"],
         help="index precision; int8 and binary rescore with kept float vectors (float32)",
     )
     for task in (sts, retrieval):
@@ -475,7 +480,7 @@ def run_eval(args: argparse.Namespace) -> int:
         f"layer={spec['layer']} dim={spec['dim']} precision={spec['precision']}"
     )
     backend = encoder.backend
-    dtype = getattr(backend, "dtype", None)
+    dtype = backend.dtype
     result["compute"] = {
         "backend": backend.name,
         "device": str(backend.device),
@@ -530,9 +535,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     texts = read_texts(args.file, args.texts)
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(check_positive("--threads", args.threads))
     encoder = encoder_from_args(args)
     report = measure(
         encoder,

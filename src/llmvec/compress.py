@@ -27,6 +27,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from llmvec.validation import check_positive
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("float32", "float16", "int8", "uint8", "binary", "ubinary")
@@ -73,8 +75,7 @@ def truncate(emb: npt.ArrayLike, dim: int, renormalize: bool = True) -> np.ndarr
     A 1-D input gives a 1-D output. ``dim`` may not exceed the vectors' dimension.
     """
     array = np.asarray(emb, dtype=np.float32)
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    check_positive("dim", dim)
     if array.shape[-1] < dim:
         raise ValueError(f"cannot truncate {array.shape[-1]}-dimensional vectors to dim={dim}")
     matrix = as_matrix(array)[:, :dim]

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmvec.validation import check_positive
+
 SUFFIXES = (".txt", ".md")
 _BINARY_SNIFF_BYTES = 8192
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -111,8 +113,8 @@ def find_files(
 
 def split_text(text: str, max_chars: int | None) -> list[str]:
     """Paragraph chunks of at most ``max_chars`` characters (``None``: the whole text as one)."""
-    if max_chars is not None and max_chars < 1:
-        raise ValueError(f"max_chars must be a positive integer or None, got {max_chars!r}")
+    if max_chars is not None:
+        check_positive("max_chars", max_chars)
     text = text.strip()
     if not text:
         return []

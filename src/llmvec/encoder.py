@@ -34,6 +34,7 @@ from llmvec.templates import (
     template_name,
     template_wrapper,
 )
+from llmvec.validation import as_text_list, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -100,20 +101,6 @@ def resolve_recipe(
     return Recipe(pooling, resolved_template, absolute)
 
 
-def as_text_list(texts: str | Sequence[str]) -> list[str]:
-    """Validate the input: a string or a sequence of strings."""
-    if isinstance(texts, str):
-        return [texts]
-    if texts is None or not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
-    for position, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"texts[{position}] is {type(text).__name__} ({text!r}); every text must be a str"
-            )
-    return list(texts)
-
-
 def plan_batches(
     lengths: Sequence[int],
     batch_size: int,
@@ -164,7 +151,7 @@ class Encoder:
             last layer, ``last_token`` / ``eos_token`` / ``mean`` / ``first_token``; see
             :mod:`llmvec.backends.vllm`).
         device: ``None`` picks cuda, then mps, then cpu; a named one (``cpu``, ``cuda:1``...)
-            must be present here (see :func:`~llmvec.backends.transformers.resolve_device`).
+            must be present here (see :func:`~llmvec.backends.devices.resolve_device`).
         dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
         quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
         pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``,
@@ -228,12 +215,12 @@ class Encoder:
     ) -> None:
         if padding_side not in ("right", "left"):
             raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
-        _check_positive("max_length", max_length)
-        _check_positive("batch_size", batch_size)
+        check_positive("max_length", max_length)
+        check_positive("batch_size", batch_size)
         if max_tokens_per_batch is not None:
-            _check_positive("max_tokens_per_batch", max_tokens_per_batch)
+            check_positive("max_tokens_per_batch", max_tokens_per_batch)
         if truncate_dim is not None:
-            _check_positive("truncate_dim", truncate_dim)
+            check_positive("truncate_dim", truncate_dim)
         resolve_instruction_format(instruction_format)
         for name, instruction in (
             ("query_instruction", query_instruction),
@@ -285,7 +272,7 @@ class Encoder:
             self.backend.tokenizer,
             max_length=max_length,
             add_bos=add_bos,
-            pool_prefix_specials=not self.backend.is_decoder,
+            pool_prefix_specials=self.backend.pool_prefix_specials,
         )
         if isinstance(self.backend, PooledBackend):
             # Unsupported recipes fail here, before the engine starts.
@@ -390,7 +377,7 @@ class Encoder:
         if convert_to not in CONVERT_TO:
             raise ValueError(f"unknown convert_to {convert_to!r}; allowed: {list(CONVERT_TO)}")
         batch_size = self.batch_size if batch_size is None else batch_size
-        _check_positive("batch_size", batch_size)
+        check_positive("batch_size", batch_size)
         recipe = self._recipe_for(pooling_method, prompt_template, layer_index)
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
@@ -497,8 +484,7 @@ class Encoder:
         backend = self.backend
         if not self.prefix_caching:
             return None
-        causal = backend.is_decoder and not self.bidirectional
-        if not causal or not isinstance(backend, PrefixCachingBackend):
+        if not backend.causal or not isinstance(backend, PrefixCachingBackend):
             logger.debug("prefix caching off: it needs a causal backend that supports it")
             return None
         if recipe.layer == 0:
@@ -595,8 +581,3 @@ def _location(path_or_id: str | os.PathLike[str]) -> str:
     as given."""
     path = Path(path_or_id).expanduser()
     return str(path.resolve()) if path.exists() else str(path_or_id)
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -20,14 +20,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from llmvec.compress import truncate
+from llmvec.compress import check_precision, normalize, truncate
 from llmvec.optional import require
 from llmvec.spec import EmbeddingSpec
 from llmvec.templates import resolve_instruction_format
+from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
-    from llmvec.index.base import Hit
+    from llmvec.index.records import Hit
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +216,6 @@ def load_beir(folder: str | Path, split: str = "test") -> RetrievalData:
 _INSTALL_EVAL = "llmvec.evaluation needs {distribution}: pip install 'llmvec[eval]'"
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit: np.ndarray = vectors / np.maximum(norms, np.finfo(np.float32).tiny)
-    return unit
-
-
 def evaluate_sts(
     encoder: Encoder, path: str | Path, batch_size: int | None = None
 ) -> dict[str, Any]:
@@ -237,7 +231,7 @@ def evaluate_sts(
     pairs = load_sts(path)
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sentence1, p.sentence2)))
     position = {sentence: i for i, sentence in enumerate(sentences)}
-    vectors = _unit_rows(encoder.encode(sentences, batch_size=batch_size))
+    vectors = normalize(encoder.encode(sentences, batch_size=batch_size))
     left = vectors[[position[p.sentence1] for p in pairs]]
     right = vectors[[position[p.sentence2] for p in pairs]]
     cosines = np.sum(left * right, axis=1)
@@ -310,12 +304,10 @@ def _check_retrieval_options(
 ) -> None:
     from llmvec.index.faiss import PRECISIONS
 
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+    check_positive("k", k)
     if truncate_dim is not None and not 1 <= truncate_dim <= encoder.dim:
         raise ValueError(f"truncate_dim must be between 1 and {encoder.dim}, got {truncate_dim!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; allowed: {list(PRECISIONS)}")
+    check_precision(precision, PRECISIONS)
 
 
 def evaluate_encoded_corpus(

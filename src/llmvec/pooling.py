@@ -13,16 +13,11 @@ from collections.abc import Callable
 
 import torch
 
+#: Poolings of the token states alone, which need no learned weights.
+TOKEN_POOLING_METHODS = ("mean", "weighted_mean", "last_token", "eos_token", "first_token")
 #: ``latent_attention`` is a learned head (NV-Embed) that the encoder applies; see
 #: :mod:`llmvec.latent_attention`.
-POOLING_METHODS = (
-    "mean",
-    "weighted_mean",
-    "last_token",
-    "eos_token",
-    "first_token",
-    "latent_attention",
-)
+POOLING_METHODS = (*TOKEN_POOLING_METHODS, "latent_attention")
 
 
 def _masked(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ A static model is a codebook of token vectors plus the tokenizer that indexes it
 
 :func:`extract` makes one from any LLM's input-embedding matrix (optionally PCA-reduced), and
 ``"wordllama"`` names the 256-d ``l2_supercat`` model shipped inside the ``wordllama`` package,
-read straight from its files (its own loader looks for the tokenizer in the wrong folder).
+read straight from its files (its own loader looks for the tokenizer in the wrong folder); the
+packaged names are listed in :data:`llmvec.models.PACKAGED_STATIC_MODELS`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from llmvec.models import ModelLocation, _package_dir, fingerprint
+from llmvec.models import (
+    PACKAGED_STATIC_MODELS,
+    ModelLocation,
+    PackagedStaticModel,
+    fingerprint,
+    package_dir,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +54,15 @@ class StaticModelFiles:
     revision: str | None = None
 
 
-def _wordllama() -> StaticModelFiles:
-    root = _package_dir("wordllama")
-    version = importlib.metadata.version("wordllama")
+def _packaged(model: PackagedStaticModel) -> StaticModelFiles:
+    root = package_dir(model.package)
+    version = importlib.metadata.version(model.package)
     return StaticModelFiles(
-        weights=root / "weights" / "l2_supercat_256.safetensors",
-        tokenizer=root / "tokenizers" / "l2_supercat_tokenizer_config.json",
-        special_tokens=(("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>")),
-        revision=f"wordllama=={version}:l2_supercat_256",
+        weights=root / model.weights,
+        tokenizer=root / model.tokenizer,
+        special_tokens=model.special_tokens,
+        revision=f"{model.package}=={version}:{Path(model.weights).stem}",
     )
-
-
-#: Static models shipped inside PyPI packages.
-PACKAGED_STATIC_MODELS = {"wordllama": _wordllama}
 
 
 def locate(model: str) -> StaticModelFiles:
@@ -67,7 +70,7 @@ def locate(model: str) -> StaticModelFiles:
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
     if model.lower() in PACKAGED_STATIC_MODELS:
-        return PACKAGED_STATIC_MODELS[model.lower()]()
+        return _packaged(PACKAGED_STATIC_MODELS[model.lower()])
     folder = Path(model).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
 from llmvec.backends.base import Backend
+from llmvec.compress import normalize
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
@@ -154,9 +155,7 @@ def record_forward_passes(encoder: Encoder, hold_s: float = 0.01) -> Iterator[Fo
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine of each row of ``a`` with the same row of ``b`` (plain numpy, a test reference)."""
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return np.asarray(np.sum(a * b, axis=1))
+    return np.asarray(np.sum(normalize(a) * normalize(b), axis=1))
 
 
 def unpadded_states(path: str | Path, encoder: Encoder, texts: list[str]) -> list[torch.Tensor]:

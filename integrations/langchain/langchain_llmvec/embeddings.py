@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
 from llmvec import EmbeddingSpec, Encoder
+from llmvec.validation import check_text, check_text_list
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,14 @@ class LLMVecEmbeddings(Embeddings):
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents with the encoder's document side; ``[]`` gives ``[]``."""
-        if isinstance(texts, str) or not isinstance(texts, Sequence):
-            raise TypeError(
-                f"texts must be a list of strings, got {type(texts).__name__} ({texts!r})"
-            )
-        logger.debug("embedding %d documents", len(texts))
-        vectors = self.encoder.encode_documents(texts)
+        items = check_text_list(texts)
+        logger.debug("embedding %d documents", len(items))
+        vectors = self.encoder.encode_documents(items)
         rows: list[list[float]] = vectors.tolist()
         return rows
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query with the encoder's query side (its query instruction)."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__} ({text!r})")
-        vectors = self.encoder.encode_queries([text])
+        vectors = self.encoder.encode_queries([check_text("text", text)])
         row: list[float] = vectors[0].tolist()
         return row

@@ -15,16 +15,28 @@ from llmvec.inputs import TokenizedText
 
 @runtime_checkable
 class ModelInfo(Protocol):
-    """What the encoder reads of every engine: its tokenizer and the model's shape."""
+    """What callers read of every engine: its tokenizer, the model's shape and how it runs."""
 
     name: str
     tokenizer: PreTrainedTokenizerBase
     num_layers: int
     hidden_size: int
-    #: Decoder-only (causal) models: their BOS state is an attention sink and is never pooled.
-    is_decoder: bool
+    #: Whether each token attends to the earlier ones only, as loaded (a shared prefix can then
+    #: be run once and cached): decoders, unless run bidirectionally.
+    causal: bool
+    #: Whether leading special tokens (BERT's CLS) may be pooled: not a decoder's BOS, an
+    #: attention sink, nor a static model's (WordLlama averages the text tokens only).
+    pool_prefix_specials: bool
     device: torch.device
+    #: Whether llmvec compiled the model's blocks (their first passes over new shapes compile).
+    compiled: bool
     model_revision: str | None
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype the weights compute in within this process; ``None`` where an engine
+        outside it (vLLM) holds them."""
+        ...
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from llmvec.backends.transformers import resolve_device, resolve_dtype
+from llmvec.backends.devices import resolve_device, resolve_dtype
 from llmvec.static import load_codebook, load_tokenizer, locate
 
 logger = logging.getLogger(__name__)
@@ -25,8 +25,11 @@ class StaticBackend:
 
     name = "static"
     num_layers = 0
+    #: No attention: no prefix to cache.
+    causal = False
     #: Leading special tokens are not pooled (WordLlama averages the text tokens only).
-    is_decoder = True
+    pool_prefix_specials = False
+    compiled = False
 
     def __init__(
         self,

@@ -23,70 +23,20 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from llmvec.adapters import adapters_revision, merge_adapters, resolve_adapters
-from llmvec.attention import check_bidirectional, forward_kwargs
+from llmvec.backends.adapters import adapters_revision, merge_adapters, resolve_adapters
 from llmvec.backends.base import PrefixState
-from llmvec.grouped_attention import use_grouped_sdpa
+from llmvec.backends.bidirectional import check_bidirectional, forward_kwargs
+from llmvec.backends.devices import resolve_device, resolve_dtype
+from llmvec.backends.grouped_sdpa import use_grouped_sdpa
 from llmvec.models import fingerprint, gguf_dense_kwargs, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATION_MODES = ("4bit", "8bit")
-#: The devices a user names, for error messages (torch's other types are checked the same way).
-DEVICE_NAMES = ("cpu", "cuda", "cuda:N", "mps", "xpu", "xpu:N")
 
 
 class _StopForward(Exception):
     """Raised from a forward pre-hook once the requested layer's input has been captured."""
-
-
-def default_device() -> torch.device:
-    """cuda, then mps, then cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _device_count(kind: str) -> int:
-    """How many devices of type ``kind`` torch can use here (``torch.cuda``, ``torch.mps``...)."""
-    if kind == "cpu":
-        return 1
-    module = getattr(torch, kind, None)
-    if module is None or not hasattr(module, "is_available") or not module.is_available():
-        return 0
-    return int(module.device_count())
-
-
-def _present_devices() -> list[str]:
-    """The CPU and each accelerator torch can use here."""
-    accelerators = ("cuda", "mps", "xpu")
-    return ["cpu"] + [f"{kind}:{i}" for kind in accelerators for i in range(_device_count(kind))]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device to run on: ``None`` is :func:`default_device`; a name or ``torch.device`` must
-    be one torch knows (``cpu``, ``cuda``, ``cuda:N``, ``mps``...) and present on this machine,
-    else a ``ValueError`` says which is wrong and what is allowed or available."""
-    if device is None:
-        return default_device()
-    if not isinstance(device, str | torch.device):
-        raise TypeError(f"device must be a string, a torch.device or None, got {device!r}")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"unknown device {device!r}; allowed: {list(DEVICE_NAMES)} or None (the default: "
-            "cuda, then mps, then cpu)"
-        ) from None
-    count = _device_count(resolved.type)
-    if count == 0 or (resolved.index or 0) >= count:
-        found = f"torch sees {count} {resolved.type} device{'s' if count != 1 else ''}"
-        raise ValueError(
-            f"device {device!r} is not available here ({found}); available: {_present_devices()}"
-        )
-    return resolved
 
 
 def default_attention(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -97,25 +47,6 @@ def default_attention(device: torch.device, dtype: torch.dtype) -> str | None:
     if device.type == "cuda" and half and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return None
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``auto`` is float32 on CPU and bfloat16 (float16 where unsupported) on accelerators."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise ValueError(
-            f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16', 'float16' or a "
-            "torch.dtype"
-        )
-    return resolved
 
 
 def quantization_config(mode: str | None, compute_dtype: torch.dtype = torch.bfloat16) -> Any:
@@ -318,7 +249,9 @@ class TransformersBackend:
         config = self.model.config
         self.num_layers: int = int(config.num_hidden_layers)
         self.hidden_size: int = int(config.hidden_size)
-        self.is_decoder: bool = is_decoder_config(config.model_type)
+        decoder = is_decoder_config(config.model_type)
+        self.causal = decoder and not bidirectional
+        self.pool_prefix_specials = not decoder
         self.layers = _layer_list(self.model, self.num_layers)
         #: Whether the blocks run compiled (their first passes over new shapes compile).
         self.compiled = compile
@@ -328,8 +261,7 @@ class TransformersBackend:
         self.model_revision = adapters_revision(
             fingerprint(location, revision or commit), adapter_directories
         )
-        self.bidirectional = bidirectional
-        self._forward_kwargs = forward_kwargs(bidirectional, self.is_decoder)
+        self._forward_kwargs = forward_kwargs(bidirectional, decoder)
         #: Per layer: whether the last block's MLP may run on the pooled tokens alone.
         self._narrowing: dict[int, bool] = {}
         #: Whether right-padded causal batches may run without the padding mask (probed once).
@@ -413,7 +345,7 @@ class TransformersBackend:
         padding after its tokens, and a model proved (once, on a probe) to give its real tokens
         the same states without the mask. Unmasked, attention takes the causal kernel path,
         which skips the masked half instead of computing it and masking it out."""
-        if not self.is_decoder or self.bidirectional:
+        if not self.causal:
             return False
         if not bool((attention_mask[:, :-1] >= attention_mask[:, 1:]).all()):
             return False

@@ -36,12 +36,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
-from llmvec.backends.transformers import (
-    QUANTIZATION_MODES,
-    default_device,
-    is_decoder_config,
-    resolve_dtype,
-)
+from llmvec.backends.devices import default_device, resolve_dtype
+from llmvec.backends.transformers import QUANTIZATION_MODES, is_decoder_config
 from llmvec.inputs import TokenizedText
 from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
@@ -91,6 +87,9 @@ class VLLMBackend:
     """
 
     name = "vllm"
+    compiled = False
+    #: The weights compute in vLLM's engine, outside this process.
+    dtype = None
 
     def __init__(
         self,
@@ -148,7 +147,9 @@ class VLLMBackend:
         text_config = config.get_text_config()
         self.num_layers: int = int(text_config.num_hidden_layers)
         self.hidden_size: int = int(text_config.hidden_size)
-        self.is_decoder: bool = is_decoder_config(config.model_type)
+        # Always causal: bidirectional attention is refused above.
+        self.causal = is_decoder_config(config.model_type)
+        self.pool_prefix_specials = not self.causal
         #: Where the vectors come back; vLLM itself decides where the model runs.
         self.device = torch.device("cpu")
         self.model_revision = fingerprint(location, revision)

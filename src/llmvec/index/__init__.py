@@ -2,7 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from llmvec.index.base import Hit, Id, MetadataFilter, VectorIndex
+from llmvec.index.base import VectorIndex
+from llmvec.index.records import Hit, Id, MetadataFilter
 
 if TYPE_CHECKING:
     from llmvec.index.faiss import FaissIndex

@@ -37,17 +37,9 @@ from llmvec.compress import (
     check_precision,
     pack_bits,
 )
-from llmvec.index.base import (
-    BaseIndex,
-    Documents,
-    Hit,
-    Id,
-    check_id,
-    check_oversample,
-    check_spec,
-    matches,
-    oversampled,
-)
+from llmvec.index.base import BaseIndex
+from llmvec.index.records import Documents, Hit, Id
+from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     StoreConflictError,
     atomic_directory,
@@ -55,7 +47,9 @@ from llmvec.index.storage import (
     read_snapshot,
     write_json,
 )
+from llmvec.index.validation import check_id, check_oversample, matches, oversampled
 from llmvec.spec import EmbeddingSpec
+from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
@@ -129,15 +123,10 @@ class FaissIndex(BaseIndex):
                 f"unknown rescore_dtype {rescore_dtype!r}; allowed: {list(RESCORE_DTYPES)}"
             )
         for name, value in (("hnsw_m", hnsw_m), ("ef_search", ef_search), ("nprobe", nprobe)):
-            _check_positive(name, value)
+            check_positive(name, value)
         if nlist is not None:
-            _check_positive("nlist", nlist)
-        if spec is None:
-            if encoder is None:
-                raise ValueError("FaissIndex needs an encoder or a spec")
-            spec = encoder.spec
-        elif encoder is not None:
-            check_spec(spec, encoder.spec, what="given spec")
+            check_positive("nlist", nlist)
+        spec = index_spec(encoder, spec, what="FaissIndex")
         if calibration is not None:
             if precision != "int8":
                 raise ValueError(f"calibration applies to precision 'int8', not {precision!r}")
@@ -558,8 +547,3 @@ def _read_vectors(data: bytes | None, what: str) -> np.ndarray:
     if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
         raise ValueError(f"{what} has a corrupt {_VECTORS_FILE}: not a matrix")
     return vectors
-
-
-def _check_positive(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

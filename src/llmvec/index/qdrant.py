@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmvec.compress import truncate
-from llmvec.index.base import BaseIndex, Documents, Hit, Id, check_oversample, check_spec
+from llmvec.index.base import BaseIndex
 from llmvec.index.qdrant_engines import (
     QUANTIZATIONS,
     ClientEngine,
@@ -48,6 +48,8 @@ from llmvec.index.qdrant_engines import (
     Stage,
     connect_server,
 )
+from llmvec.index.records import Documents, Hit, Id
+from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     atomic_directory,
     lock_file,
@@ -56,7 +58,9 @@ from llmvec.index.storage import (
     writer_lock,
 )
 from llmvec.index.trust import check_trusted, signature
+from llmvec.index.validation import check_oversample
 from llmvec.spec import EmbeddingSpec
+from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
@@ -141,22 +145,15 @@ class QdrantIndex(BaseIndex):
         spec: EmbeddingSpec | None = None,
         trust_store: bool = False,
     ) -> None:
-        if spec is None:
-            if encoder is None:
-                raise ValueError("QdrantIndex needs an encoder or a spec")
-            spec = encoder.spec
-        elif encoder is not None:
-            check_spec(spec, encoder.spec, what="given spec")
+        spec = index_spec(encoder, spec, what="QdrantIndex")
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(
                 f"unknown quantization {quantization!r}; allowed: {[None, *QUANTIZATIONS]}"
             )
         check_collection_name(collection)
         for name, value in (("batch_size", batch_size), ("hnsw_ef", hnsw_ef)):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value is not None:
+                check_positive(name, value)
         dims = _check_matryoshka_dims(matryoshka_dims, spec.dim)
         super().__init__(
             encoder, spec.replace(precision=quantization or "float32", calibration=None)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from llmvec.index.base import BaseIndex, check_spec
+from llmvec.index.base import BaseIndex
+from llmvec.index.specs import check_spec
 from llmvec.index.storage import writer_lock
 
 if TYPE_CHECKING:
@@ -32,6 +33,10 @@ SCHEMES = ("faiss", "qdrant", "qdrant-edge", "qdrant+http", "qdrant+https")
 DEFAULT_COLLECTION = "llmvec"
 #: Precisions each kind of store offers (Qdrant's are its own quantizations).
 STORE_PRECISIONS = {"faiss": ("float32", "int8", "binary"), "qdrant": ("float32", "int8", "binary")}
+#: Every precision some store offers.
+ALL_STORE_PRECISIONS = tuple(
+    dict.fromkeys(p for offered in STORE_PRECISIONS.values() for p in offered)
+)
 _USAGE = "faiss:PATH, qdrant:PATH, qdrant-edge:PATH or qdrant+http://HOST:PORT/COLLECTION"
 
 

@@ -34,6 +34,13 @@ RESOURCE_OPTIONS = (
 )
 
 
+def actor_resources(
+    num_gpus: float | None, num_cpus: float | None, ray_options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The Ray options of a job's actors: ``num_gpus``, ``num_cpus`` and the other options."""
+    return {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """How to build an Encoder, in a form that pickles.
@@ -91,7 +98,7 @@ class EncoderConfig:
     def build(self) -> Encoder:
         """Build the encoder (loads the model), checked against :attr:`spec` when there is one."""
         from llmvec.encoder import Encoder
-        from llmvec.index.base import check_spec, encoder_for
+        from llmvec.index.specs import check_spec, encoder_for
 
         if self.spec is not None and "model" not in self.kwargs:
             return encoder_for(self.spec, what="Ray job", **self.kwargs)

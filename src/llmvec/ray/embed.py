@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmvec.index.base import check_id
-from llmvec.ray.config import EncoderConfig, EncoderLike
+from llmvec.index.validation import check_id
+from llmvec.ray.config import EncoderConfig, EncoderLike, actor_resources
 from llmvec.spec import EmbeddingSpec
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def embed(
             ``runtime_env``, ``max_restarts``...).
     """
     columns = columns or Columns()
-    resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+    resources = actor_resources(num_gpus, num_cpus, ray_options)
     config, _ = prepare(dataset, encoder, columns, resources)
     return map_embed(dataset, config, columns, concurrency, batch_size, resources)
 

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from llmvec.index.base import VectorIndex, check_spec
-from llmvec.ray.config import EncoderLike
+from llmvec.index.base import VectorIndex
+from llmvec.index.specs import check_spec
+from llmvec.ray.config import EncoderLike, actor_resources
 from llmvec.ray.embed import DEFAULT_BATCH_SIZE, Columns, actor_pool, map_embed, prepare
 from llmvec.spec import EmbeddingSpec
 
@@ -113,7 +114,7 @@ def write_qdrant(
     from llmvec.index.qdrant import QdrantIndex
 
     columns = columns or Columns()
-    resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+    resources = actor_resources(num_gpus, num_cpus, ray_options)
     config, spec = prepare(dataset, encoder, columns, resources)
     QdrantIndex(
         None,
@@ -161,7 +162,7 @@ def write_index(
     encoder's); returns the number of documents added. Save or close the index afterwards.
     """
     columns = columns or Columns()
-    resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+    resources = actor_resources(num_gpus, num_cpus, ray_options)
     config, spec = prepare(dataset, encoder, columns, resources)
     check_spec(index.spec, spec, what=type(index).__name__)
     vectors = map_embed(dataset, config, columns, concurrency, batch_size, resources)
@@ -194,7 +195,7 @@ def write_faiss_shards(
     the shard directories, sorted. Join them with :func:`llmvec.index.faiss.merge`.
     """
     columns = columns or Columns()
-    resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+    resources = actor_resources(num_gpus, num_cpus, ray_options)
     config, spec = prepare(dataset, encoder, columns, resources)
     root = Path(directory).expanduser().absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,7 @@ def index_dataset(
     parsed = parse_store(store) if isinstance(store, str) else store
     check_store_precision(parsed, precision)
     columns = columns or Columns()
-    resources = {"num_gpus": num_gpus, "num_cpus": num_cpus, **ray_options}
+    resources = actor_resources(num_gpus, num_cpus, ray_options)
     if parsed.url is not None:
         return write_qdrant(
             dataset,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
@@ -12,7 +11,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.encoder import as_text_list
+from llmvec.validation import check_text, check_text_list
 
 logger = logging.getLogger(__name__)
 
@@ -138,21 +137,19 @@ class LLMVecEmbedding(BaseEmbedding):
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Embed texts in batches of ``embed_batch_size``; ``[]`` gives ``[]``."""
-        _check_texts(texts)
+        check_text_list(texts)
         return super().get_text_embedding_batch(texts, show_progress, **kwargs)
 
     async def aget_text_embedding_batch(
         self, texts: list[str], show_progress: bool = False, **kwargs: Any
     ) -> list[Embedding]:
         """Async :meth:`get_text_embedding_batch`."""
-        _check_texts(texts)
+        check_text_list(texts)
         return await super().aget_text_embedding_batch(texts, show_progress, **kwargs)
 
     # ------------------------------------------------------------------ BaseEmbedding hooks
     def _get_query_embedding(self, query: str) -> Embedding:
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__} ({query!r})")
-        vectors = self._encoder.encode_queries([query])
+        vectors = self._encoder.encode_queries([check_text("query", query)])
         row: Embedding = vectors[0].tolist()
         return row
 
@@ -160,9 +157,7 @@ class LLMVecEmbedding(BaseEmbedding):
         return await asyncio.to_thread(self._get_query_embedding, query)
 
     def _get_text_embedding(self, text: str) -> Embedding:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__} ({text!r})")
-        return self._get_text_embeddings([text])[0]
+        return self._get_text_embeddings([check_text("text", text)])[0]
 
     async def _aget_text_embedding(self, text: str) -> Embedding:
         return await asyncio.to_thread(self._get_text_embedding, text)
@@ -175,10 +170,3 @@ class LLMVecEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
-
-
-def _check_texts(texts: Any) -> None:
-    """A list of strings; the error names the first bad item and its position."""
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__} ({texts!r})")
-    as_text_list(texts)
