@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.encoder import (
+from llmvec.batching import (
     ACCELERATOR_BATCH_OVERHEAD_TOKENS,
     BATCH_OVERHEAD_TOKENS,
     batch_overhead_tokens,
@@ -178,7 +178,7 @@ def test_smart_defaults(tiny_llama: Path) -> None:
         assert recipe.layer == layer
     # Per-call template follows the same rules.
     encoder = Encoder(str(tiny_llama))
-    assert encoder._recipe_for(None, "ke", None).layer == n - 1
+    assert encoder.recipe.for_call(None, "ke", None, n).layer == n - 1
 
 
 def test_output_types_and_shapes(encoders: dict[tuple[str, str], Encoder]) -> None:

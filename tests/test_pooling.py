@@ -48,7 +48,7 @@ def test_first_and_last_token_match_reference() -> None:
 
 def test_no_nan_leaks_from_padding() -> None:
     hidden, mask = _random_batch()
-    for method in pooling.SIMPLE_POOLERS.values():
+    for method in (pooling.mean, pooling.weighted_mean, pooling.last_token, pooling.first_token):
         assert torch.isfinite(method(hidden, mask)).all()
 
 
@@ -70,3 +70,24 @@ def test_eos_token_pools_at_eos_and_requires_one() -> None:
 def test_unknown_pooling_names_allowed() -> None:
     with pytest.raises(ValueError, match="allowed"):
         pooling.validate_pooling("max")
+
+
+def test_registry_pools_every_method_as_its_function() -> None:
+    assert set(pooling.POOLERS) == set(pooling.POOLING_METHODS)
+    hidden, mask = _random_batch()
+    ids = torch.full((4, 9), 5)
+    for name, function in (("mean", pooling.mean), ("weighted_mean", pooling.weighted_mean)):
+        pooler = pooling.POOLERS[name]
+        assert isinstance(pooler, pooling.MaskPooler) and not pooler.needs_head
+        torch.testing.assert_close(pooler(hidden, mask), function(hidden, mask))
+    for name, function in (
+        ("last_token", pooling.last_token),
+        ("first_token", pooling.first_token),
+    ):
+        pooler = pooling.POOLERS[name]
+        assert isinstance(pooler, pooling.PositionPooler)
+        index = pooler.index(mask, ids, None)
+        torch.testing.assert_close(pooling.at_positions(hidden, index), function(hidden, mask))
+    head = pooling.POOLERS["latent_attention"]
+    assert isinstance(head, pooling.MaskPooler) and head.needs_head
+    torch.testing.assert_close(head(hidden, mask, pooling.mean), pooling.mean(hidden, mask))

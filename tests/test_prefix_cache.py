@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from llmvec import Encoder
-from llmvec.encoder import default_prefix_caching
 from llmvec.pooling import POOLING_METHODS
+from llmvec.prefix_cache import default_prefix_caching
 from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
 TEXTS = [
@@ -55,17 +55,17 @@ def test_cached_prefix_gives_the_same_vectors(
             got = cached.encode_queries(TEXTS, **kwargs)
             expected = plain.encode_queries(TEXTS, **kwargs)
             assert row_cosines(got, expected).min() > 0.9999, (method, layer)
-    assert cached._prefix_states, "the shared prefix was never cached"
-    assert not plain._prefix_states
+    assert cached._prefix_cache, "the shared prefix was never cached"
+    assert not plain._prefix_cache
 
 
 def test_cache_is_reused_per_instruction(tiny_llama: Path) -> None:
     encoder = Encoder(str(tiny_llama), template="ke", prefix_caching=True)
     encoder.encode(TEXTS)
     encoder.encode(["another batch of text"])
-    assert len(encoder._prefix_states) == 1
+    assert len(encoder._prefix_cache) == 1
     encoder.encode_queries(["q"], instruction=INSTRUCTION)
-    assert len(encoder._prefix_states) == 2
+    assert len(encoder._prefix_cache) == 2
 
 
 def test_caching_is_on_by_default_on_a_cpu_and_off_on_a_gpu(tiny_llama: Path) -> None:
@@ -75,9 +75,9 @@ def test_caching_is_on_by_default_on_a_cpu_and_off_on_a_gpu(tiny_llama: Path) ->
     encoder = Encoder(str(tiny_llama), template="ke", device="cpu")
     assert encoder.prefix_caching
     encoder.encode(TEXTS)
-    assert encoder._prefix_states
+    assert encoder._prefix_cache
 
 
 def test_no_cache_for_encoder_models(minilm: Encoder) -> None:
     minilm.encode(["hello world", "another"], prompt_template="prompteol")
-    assert not minilm._prefix_states
+    assert not minilm._prefix_cache

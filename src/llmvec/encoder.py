@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -21,123 +17,24 @@ from tqdm.auto import tqdm
 from llmvec import pooling as pooling_functions
 from llmvec.backends import Backend, PooledBackend, load_backend
 from llmvec.backends.base import PrefixCachingBackend, PrefixState
+from llmvec.batching import batch_overhead_tokens, pad_batch, plan_batches
 from llmvec.cpu_memory import reuse_freed_memory
 from llmvec.inputs import InputBuilder, TokenizedText
 from llmvec.latent_attention import LatentAttentionPooling, build_head
 from llmvec.models import DEFAULT_MODEL
-from llmvec.spec import EmbeddingSpec
+from llmvec.prefix_cache import PrefixCache, can_cache_prefix, default_prefix_caching
+from llmvec.recipe import Recipe, resolve_recipe
+from llmvec.spec import EmbeddingSpec, SpecExtra
 from llmvec.templates import (
-    PENULTIMATE_LAYER_TEMPLATES,
     instruction_prefix,
     resolve_instruction_format,
-    resolve_template,
     template_name,
     template_wrapper,
 )
 from llmvec.validation import as_text_list, check_positive
 
-logger = logging.getLogger(__name__)
-
-#: Shared prefixes shorter than this are not worth a cache.
-MIN_CACHED_PREFIX = 4
-#: Prefix states kept per encoder (one per instruction / template / layer in use).
-MAX_CACHED_PREFIXES = 16
-#: The fixed cost of one forward pass, in padded tokens: a batch is split off only where the
-#: padding it saves is worth more. On a CPU, tens of small kernels per layer cost about as much
-#: as a few dozen tokens' GEMM rows. On a GPU the host's work per pass dominates short batches
-#: (measured on an H200: about 20 ms per 32-sentence batch for SmolLM2 and all-MiniLM-L6-v2,
-#: where one token's kernels take about a microsecond), so a pass is worth about a thousand
-#: tokens there, and a tail is split off only when it is long.
-BATCH_OVERHEAD_TOKENS = 32
-ACCELERATOR_BATCH_OVERHEAD_TOKENS = 1024
-
-
-def batch_overhead_tokens(device: torch.device) -> int:
-    """The planner's fixed cost of a forward pass on ``device``, in padded tokens."""
-    return BATCH_OVERHEAD_TOKENS if device.type == "cpu" else ACCELERATOR_BATCH_OVERHEAD_TOKENS
-
-
-def default_prefix_caching(device: torch.device) -> bool:
-    """Whether a shared prefix is cached unless the caller says: on a CPU, where a pass costs
-    its tokens. On a GPU short passes are bound by the host's work, which the cache adds to
-    (a key/value concatenation and a mask per layer) while the tokens it saves were nearly free:
-    on an H200, SmolLM2 KE at batch 32 in bfloat16 ran 1.40x llemb without it, 1.11-1.16x with."""
-    return device.type == "cpu"
-
-
 ConvertTo = Literal["numpy", "torch"]
 CONVERT_TO = ("numpy", "torch")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Pooling, template and (absolute) layer after llemb's smart defaults."""
-
-    pooling: str
-    template: str | None
-    layer: int
-
-
-def resolve_recipe(
-    pooling: str | None, template: str | None, layer: int | None, num_layers: int
-) -> Recipe:
-    """Apply the smart defaults: a template implies ``last_token`` (else ``mean``); ``pcoteol``
-    and ``ke`` imply layer -2 (else -1). Explicit values win. Layers count from 0 (the embedding
-    output) to ``num_layers``; negative values count back from the last (-1)."""
-    resolved_template = resolve_template(template)
-    if pooling is None:
-        pooling = "last_token" if resolved_template is not None else "mean"
-    pooling_functions.validate_pooling(pooling)
-    if layer is None:
-        layer = -2 if template_name(resolved_template) in PENULTIMATE_LAYER_TEMPLATES else -1
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layer must be an int, got {layer!r}")
-    if not -(num_layers + 1) <= layer <= num_layers:
-        raise ValueError(
-            f"layer {layer} is out of range for a model with {num_layers} layers: allowed "
-            f"{-(num_layers + 1)} to {num_layers} (0 = embeddings, -1 = last layer)"
-        )
-    absolute = layer if layer >= 0 else num_layers + 1 + layer
-    return Recipe(pooling, resolved_template, absolute)
-
-
-def plan_batches(
-    lengths: Sequence[int],
-    batch_size: int,
-    max_tokens_per_batch: int | None = None,
-    overhead_tokens: int = BATCH_OVERHEAD_TOKENS,
-) -> list[list[int]]:
-    """Group input positions into batches of at most ``batch_size`` inputs and (when given) at
-    most ``max_tokens_per_batch`` padded tokens, with as little padding as possible.
-
-    Inputs are sorted longest first and cut into runs; the cuts minimise the padded tokens plus
-    ``overhead_tokens`` per batch (exactly, by dynamic programming: for this cost the best
-    batches are runs of the sorted order). A long tail gets batches of its own instead of
-    widening a full batch of shorter texts. Batches come longest first.
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    widths = np.array([lengths[i] for i in order], dtype=np.int64)
-    count = len(order)
-    # cost[i]: the least cost of batching order[i:]; size[i]: the first batch's size there.
-    cost = np.zeros(count + 1, dtype=np.int64)
-    size = np.ones(count, dtype=np.int64)
-    for start in range(count - 1, -1, -1):
-        width = int(widths[start])
-        most = min(batch_size, count - start)
-        if max_tokens_per_batch is not None:
-            most = max(1, min(most, max_tokens_per_batch // max(width, 1)))
-        sizes = np.arange(1, most + 1)
-        totals = cost[start + 1 : start + most + 1] + sizes * width + overhead_tokens
-        # On ties the larger batch wins: fewer forward passes.
-        best = most - 1 - int(np.argmin(totals[::-1]))
-        cost[start] = totals[best]
-        size[start] = best + 1
-    batches: list[list[int]] = []
-    start = 0
-    while start < count:
-        batches.append(order[start : start + int(size[start])])
-        start += int(size[start])
-    return batches
 
 
 class Encoder:
@@ -171,7 +68,7 @@ class Encoder:
         add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
         prefix_caching: run the part every input shares (BOS, instruction, template preamble)
             once and reuse its key/value cache; causal models only, same vectors. ``None``:
-            on a CPU, off on a GPU (see :func:`default_prefix_caching`).
+            on a CPU, off on a GPU (see :func:`~llmvec.prefix_cache.default_prefix_caching`).
         bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens. LLM2Vec
             checkpoints load with ``adapters=[mntp, supervised]`` (PEFT folders or hub ids,
             merged in order), ``bidirectional=True`` and ``pooling="mean"``.
@@ -267,7 +164,7 @@ class Encoder:
         if prefix_caching is None:
             prefix_caching = default_prefix_caching(self.backend.device)
         self.prefix_caching = prefix_caching
-        self._prefix_states: dict[tuple[tuple[int, ...], int], PrefixState] = {}
+        self._prefix_cache = PrefixCache()
         self.inputs = InputBuilder(
             self.backend.tokenizer,
             max_length=max_length,
@@ -288,14 +185,14 @@ class Encoder:
     def spec(self) -> EmbeddingSpec:
         """The :class:`EmbeddingSpec` of the vectors this encoder produces by default."""
         has_instruction = bool(self.query_instruction or self.document_instruction)
-        extra = () if self.add_bos is None else (("add_bos", str(self.add_bos).lower()),)
-        if self.adapters:
-            extra = (*extra, ("adapters", json.dumps(self.adapters)))
-        if self.recipe.pooling == "latent_attention":
-            extra = (*extra, ("latent_attention", self._latent_attention().identity))
-            if self.latent_attention_weights is not None:
-                weights = _location(self.latent_attention_weights)
-                extra = (*extra, ("latent_attention_weights", weights))
+        latent = self.recipe.pooling == "latent_attention"
+        weights = self.latent_attention_weights
+        extra = SpecExtra(
+            add_bos=self.add_bos,
+            adapters=tuple(self.adapters),
+            latent_attention=self._latent_attention().identity if latent else None,
+            latent_attention_weights=_location(weights) if latent and weights is not None else None,
+        )
         return EmbeddingSpec(
             model=self.model_name,
             model_revision=self.backend.model_revision,
@@ -313,7 +210,7 @@ class Encoder:
             normalize=self.normalize,
             dim=self.dim,
             truncate_dim=self.truncate_dim,
-            extra=extra,
+            extra=extra.entries(),
         )
 
     @classmethod
@@ -322,12 +219,11 @@ class Encoder:
         (device, dtype, batch_size...) set what does not change the vectors, or say where the
         spec's adapters or latent-attention head lie now (``adapters=``,
         ``latent_attention_weights=``) when they moved."""
-        extra = dict(spec.extra)
-        add_bos = {"true": True, "false": False}.get(extra.get("add_bos", ""))
-        if "adapters" in extra:
-            kwargs.setdefault("adapters", json.loads(extra["adapters"]))
-        if "latent_attention_weights" in extra:
-            kwargs.setdefault("latent_attention_weights", extra["latent_attention_weights"])
+        extra = SpecExtra.read(spec.extra)
+        if extra.adapters:
+            kwargs.setdefault("adapters", list(extra.adapters))
+        if extra.latent_attention_weights is not None:
+            kwargs.setdefault("latent_attention_weights", extra.latent_attention_weights)
         return cls(
             spec.model,
             backend=spec.backend,
@@ -341,7 +237,7 @@ class Encoder:
             max_length=spec.max_length,
             normalize=spec.normalize,
             truncate_dim=spec.truncate_dim,
-            add_bos=add_bos,
+            add_bos=extra.add_bos,
             **kwargs,
         )
 
@@ -378,7 +274,9 @@ class Encoder:
             raise ValueError(f"unknown convert_to {convert_to!r}; allowed: {list(CONVERT_TO)}")
         batch_size = self.batch_size if batch_size is None else batch_size
         check_positive("batch_size", batch_size)
-        recipe = self._recipe_for(pooling_method, prompt_template, layer_index)
+        recipe = self.recipe.for_call(
+            pooling_method, prompt_template, layer_index, self.backend.num_layers
+        )
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
         with self._lock:
@@ -408,7 +306,9 @@ class Encoder:
         pooling_method: str | None = None,
     ) -> list[TokenizedText]:
         """The token ids (and pooling start) the encoder would feed the model for ``texts``."""
-        recipe = self._recipe_for(pooling_method, prompt_template, None)
+        recipe = self.recipe.for_call(
+            pooling_method, prompt_template, None, self.backend.num_layers
+        )
         with self._lock:
             return self.inputs.build(
                 as_text_list(texts),
@@ -416,13 +316,6 @@ class Encoder:
                 template=template_wrapper(recipe.template),
                 append_eos=recipe.pooling == "eos_token",
             )
-
-    def _recipe_for(self, pooling: str | None, template: str | None, layer: int | None) -> Recipe:
-        if pooling is None and template is None and layer is None:
-            return self.recipe
-        # Per-call values win; otherwise the template decides what the encoder left to defaults.
-        template = self.recipe.template if template is None else template
-        return resolve_recipe(pooling, template, layer, self.backend.num_layers)
 
     def _encode(
         self,
@@ -479,34 +372,13 @@ class Encoder:
     def _shared_prefix(
         self, tokenized: list[TokenizedText], recipe: Recipe, prefix: str
     ) -> PrefixState | None:
-        """The cached state of the tokens every input starts with (BOS, instruction, template
-        preamble), or ``None`` where a cache cannot hold or would not help."""
+        """The cached state of the tokens every input starts with, or ``None`` where a cache
+        cannot hold or would not help."""
         backend = self.backend
-        if not self.prefix_caching:
-            return None
-        if not backend.causal or not isinstance(backend, PrefixCachingBackend):
-            logger.debug("prefix caching off: it needs a causal backend that supports it")
-            return None
-        if recipe.layer == 0:
+        if not self.prefix_caching or not can_cache_prefix(backend, recipe.layer):
             return None
         head = self.inputs.head_ids(prefix, template_wrapper(recipe.template))
-        # Every input keeps at least one token of its own; the head can merge with the text at
-        # its last token, so only the part all inputs share exactly is cached.
-        length = min(len(head), *(len(item.ids) - 1 for item in tokenized))
-        for item in tokenized:
-            while length and item.ids[:length] != head[:length]:
-                length -= 1
-        if length < MIN_CACHED_PREFIX:
-            return None
-        key = (tuple(head[:length]), recipe.layer)
-        state = self._prefix_states.get(key)
-        if state is None:
-            state = backend.prefix_state(head[:length], recipe.layer)
-            if len(self._prefix_states) >= MAX_CACHED_PREFIXES:
-                self._prefix_states.pop(next(iter(self._prefix_states)))
-            self._prefix_states[key] = state
-            logger.debug("cached a shared prefix of %d tokens at layer %d", length, recipe.layer)
-        return state
+        return self._prefix_cache.state_for(tokenized, head, recipe.layer, backend)
 
     def _encode_batch(
         self, batch: list[TokenizedText], recipe: Recipe, shared: PrefixState | None
@@ -514,10 +386,14 @@ class Encoder:
         backend = self.backend
         assert isinstance(backend, Backend), "a pooled backend has no hidden states"
         skip = 0 if shared is None else len(shared.ids)
-        input_ids, attention_mask, pool_mask = self._pad(batch, skip)
+        input_ids, attention_mask, pool_mask = pad_batch(
+            batch, skip, self.inputs.pad_token_id, self.padding_side
+        )
         new_ids, new_mask = input_ids[:, skip:], attention_mask[:, skip:]
-        eos_id = self.inputs.eos_token_id
-        index = pooling_functions.single_position(recipe.pooling, pool_mask, input_ids, eos_id)
+        pooler = pooling_functions.POOLERS[recipe.pooling]
+        index = None
+        if isinstance(pooler, pooling_functions.PositionPooler):
+            index = pooler.index(pool_mask, input_ids, self.inputs.eos_token_id)
         if not isinstance(backend, PrefixCachingBackend):
             hidden = backend.hidden_states(new_ids, new_mask, recipe.layer)
         elif index is not None and bool((index >= skip).all()):
@@ -531,14 +407,11 @@ class Encoder:
         if shared is not None:
             prefix_hidden = shared.hidden.to(hidden.dtype).expand(len(batch), -1, -1)
             hidden = torch.cat([prefix_hidden, hidden], dim=1)
-        pool_mask = pool_mask.to(hidden.device)
         if index is not None:
-            index = index.to(hidden.device)
-            return pooling_functions.at_positions(hidden, index)
-        if recipe.pooling == "latent_attention":
-            pooled: torch.Tensor = self._latent_attention()(hidden, pool_mask)
-            return pooled
-        return pooling_functions.SIMPLE_POOLERS[recipe.pooling](hidden, pool_mask)
+            return pooling_functions.at_positions(hidden, index.to(hidden.device))
+        assert isinstance(pooler, pooling_functions.MaskPooler)
+        head = self._latent_attention() if pooler.needs_head else None
+        return pooler(hidden, pool_mask.to(hidden.device), head)
 
     def _latent_attention(self) -> LatentAttentionPooling:
         """The latent-attention head, built on first use, on the backend's device."""
@@ -547,33 +420,6 @@ class Encoder:
                 head = build_head(self.backend.hidden_size, self.latent_attention_weights)
                 self._latent_head = head.to(self.backend.device)
             return self._latent_head
-
-    def _pad(
-        self, batch: list[TokenizedText], skip: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pad to one width, on the CPU. The first ``skip`` tokens (a shared prefix) stay in
-        front of any left padding, so the rows read ``[prefix | padding | rest]``."""
-        width = max(len(t.ids) for t in batch)
-        pad = self.inputs.pad_token_id
-        ids_rows, attention_rows, pool_rows = [], [], []
-        for item in batch:
-            length, start = len(item.ids), item.pool_start
-            gap = width - length
-            # Tokens before the gap: the shared prefix with left padding, all of them with right.
-            head = min(skip, length) if self.padding_side == "left" else length
-            ids_rows.append([*item.ids[:head], *[pad] * gap, *item.ids[head:]])
-            attention_rows.append([1] * head + [0] * gap + [1] * (length - head))
-            pool_rows.append(
-                [False] * min(start, head)
-                + [True] * max(head - start, 0)
-                + [False] * (gap + max(min(start, length) - head, 0))
-                + [True] * (length - max(start, head))
-            )
-        return (
-            torch.tensor(ids_rows, dtype=torch.long),
-            torch.tensor(attention_rows, dtype=torch.long),
-            torch.tensor(pool_rows, dtype=torch.bool),
-        )
 
 
 def _location(path_or_id: str | os.PathLike[str]) -> str:

@@ -1,4 +1,5 @@
-"""Pooling: token states of one layer -> one vector per sequence. Pure tensor functions.
+"""Pooling: token states of one layer -> one vector per sequence. Pure tensor functions, and
+:data:`POOLERS`, the registry of how each method pools.
 
 Every function takes ``hidden`` of shape ``(batch, seq, dim)`` and a boolean ``pool_mask`` of
 shape ``(batch, seq)`` marking the tokens that may be pooled (text tokens: no padding, no BOS, no
@@ -10,13 +11,14 @@ a padded row cannot leak.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 #: Poolings of the token states alone, which need no learned weights.
 TOKEN_POOLING_METHODS = ("mean", "weighted_mean", "last_token", "eos_token", "first_token")
-#: ``latent_attention`` is a learned head (NV-Embed) that the encoder applies; see
-#: :mod:`llmvec.latent_attention`.
+#: ``latent_attention`` is a learned head (NV-Embed) that the encoder owns and passes to its
+#: :data:`POOLERS` entry; see :mod:`llmvec.latent_attention`.
 POOLING_METHODS = (*TOKEN_POOLING_METHODS, "latent_attention")
 
 
@@ -72,40 +74,66 @@ def first_token(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:
     return at_positions(hidden, first_index(pool_mask))
 
 
+def eos_index(
+    pool_mask: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int | None
+) -> torch.Tensor:
+    """Index of the last EOS token inside the pooling mask of each row; every row must have one."""
+    assert eos_token_id is not None, "eos_token pooling needs the tokenizer's EOS id"
+    is_eos = pool_mask & (input_ids == eos_token_id)
+    missing = ~is_eos.any(dim=1)
+    if bool(missing.any()):
+        rows = missing.nonzero().flatten().tolist()
+        raise ValueError(f"eos_token pooling: rows {rows} contain no EOS id {eos_token_id}")
+    return last_index(is_eos)
+
+
 def eos_token(
     hidden: torch.Tensor, pool_mask: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int
 ) -> torch.Tensor:
     """State of the last EOS token inside the pooling mask; every row must contain one."""
-    index = single_position("eos_token", pool_mask, input_ids, eos_token_id)
-    assert index is not None
-    return at_positions(hidden, index)
+    return at_positions(hidden, eos_index(pool_mask, input_ids, eos_token_id))
 
 
-def single_position(
-    method: str, pool_mask: torch.Tensor, input_ids: torch.Tensor, eos_token_id: int | None
-) -> torch.Tensor | None:
-    """The one position per row that ``method`` reads (last_token, first_token, eos_token), or
-    ``None`` for methods that read several (mean, weighted_mean, latent_attention)."""
-    if method == "last_token":
-        return last_index(pool_mask)
-    if method == "first_token":
-        return first_index(pool_mask)
-    if method == "eos_token":
-        assert eos_token_id is not None, "eos_token pooling needs the tokenizer's EOS id"
-        is_eos = pool_mask & (input_ids == eos_token_id)
-        missing = ~is_eos.any(dim=1)
-        if bool(missing.any()):
-            rows = missing.nonzero().flatten().tolist()
-            raise ValueError(f"eos_token pooling: rows {rows} contain no EOS id {eos_token_id}")
-        return last_index(is_eos)
-    return None
+MaskPooling = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-SIMPLE_POOLERS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mean": mean,
-    "weighted_mean": weighted_mean,
-    "last_token": last_token,
-    "first_token": first_token,
+@dataclass(frozen=True)
+class PositionPooler:
+    """A pooling that reads one state per row, at ``index(pool_mask, input_ids, eos_token_id)``
+    (read with :func:`at_positions`)."""
+
+    index: Callable[[torch.Tensor, torch.Tensor, int | None], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MaskPooler:
+    """A pooling of the states under the pool mask: ``pool``, or (``None``) the encoder's
+    learned head, which has weights and is passed in."""
+
+    pool: MaskPooling | None = None
+
+    @property
+    def needs_head(self) -> bool:
+        """Whether the encoder's head pools."""
+        return self.pool is None
+
+    def __call__(
+        self, hidden: torch.Tensor, pool_mask: torch.Tensor, head: MaskPooling | None = None
+    ) -> torch.Tensor:
+        """The pooled vectors, ``(batch, dim)``."""
+        pool = self.pool or head
+        assert pool is not None, "this pooling needs the encoder's head"
+        return pool(hidden, pool_mask)
+
+
+#: How each of :data:`POOLING_METHODS` pools.
+POOLERS: dict[str, PositionPooler | MaskPooler] = {
+    "mean": MaskPooler(mean),
+    "weighted_mean": MaskPooler(weighted_mean),
+    "last_token": PositionPooler(lambda pool_mask, _ids, _eos: last_index(pool_mask)),
+    "eos_token": PositionPooler(eos_index),
+    "first_token": PositionPooler(lambda pool_mask, _ids, _eos: first_index(pool_mask)),
+    "latent_attention": MaskPooler(),
 }
 
 

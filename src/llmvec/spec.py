@@ -20,6 +20,44 @@ LOCATION_EXTRA = ("adapters", "latent_attention_weights")
 
 
 @dataclass(frozen=True)
+class SpecExtra:
+    """The typed entries of a spec's ``extra``: what the encoder adds to the recipe."""
+
+    #: ``None``: the tokenizer's convention.
+    add_bos: bool | None = None
+    #: LoRA adapter locations (absolute where local), merged in order.
+    adapters: tuple[str, ...] = ()
+    #: The latent-attention head's identity (see :mod:`llmvec.latent_attention`).
+    latent_attention: str | None = None
+    #: Where the latent-attention head's weights were loaded from.
+    latent_attention_weights: str | None = None
+
+    def entries(self) -> tuple[tuple[str, str], ...]:
+        """The ``extra`` entries of the values that are set, in a fixed order."""
+        entries: list[tuple[str, str]] = []
+        if self.add_bos is not None:
+            entries.append(("add_bos", str(self.add_bos).lower()))
+        if self.adapters:
+            entries.append(("adapters", json.dumps(list(self.adapters))))
+        if self.latent_attention is not None:
+            entries.append(("latent_attention", self.latent_attention))
+        if self.latent_attention_weights is not None:
+            entries.append(("latent_attention_weights", self.latent_attention_weights))
+        return tuple(entries)
+
+    @classmethod
+    def read(cls, extra: tuple[tuple[str, str], ...]) -> SpecExtra:
+        """The typed values of ``extra`` entries (others are ignored)."""
+        entries = dict(extra)
+        return cls(
+            add_bos={"true": True, "false": False}.get(entries.get("add_bos", "")),
+            adapters=tuple(json.loads(entries["adapters"])) if "adapters" in entries else (),
+            latent_attention=entries.get("latent_attention"),
+            latent_attention_weights=entries.get("latent_attention_weights"),
+        )
+
+
+@dataclass(frozen=True)
 class EmbeddingSpec:
     """The full recipe of a vector: model, text preparation, pooling and post-processing.
 
