@@ -317,6 +317,31 @@ class Encoder:
                 append_eos=recipe.pooling == "eos_token",
             )
 
+    def pool(
+        self,
+        inputs: Sequence[TokenizedText],
+        pooling_method: str | None = None,
+        layer_index: int | None = None,
+    ) -> torch.Tensor:
+        """Pooled states ``(len(inputs), hidden)`` of inputs built by :meth:`tokenize` (with the
+        same ``pooling_method``), as one batch, neither truncated nor normalised: the step that
+        :meth:`encode` runs for each of its batches.
+
+        Called outside ``torch.inference_mode`` the result keeps its autograd graph, so training
+        runs exactly the forward that inference runs (without the shared-prefix cache, whose
+        states hold no graph).
+        """
+        if isinstance(self.backend, PooledBackend):
+            raise ValueError(
+                f"the {self.backend.name} backend pools inside its engine and exposes no states; "
+                "use backend='transformers'"
+            )
+        if not inputs:
+            raise ValueError("pool needs at least one input")
+        recipe = self.recipe.for_call(pooling_method, None, layer_index, self.backend.num_layers)
+        with self._lock:
+            return self._encode_batch(list(inputs), recipe, None)
+
     def _encode(
         self,
         texts: list[str],

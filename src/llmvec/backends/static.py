@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from llmvec.backends.devices import resolve_device, resolve_dtype
-from llmvec.static import load_codebook, load_tokenizer, locate
+from llmvec.backends.static_files import load_codebook, load_tokenizer, locate
 
 logger = logging.getLogger(__name__)
 
