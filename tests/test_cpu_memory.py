@@ -24,7 +24,7 @@ BLOCK = 64 << 20  # above every glibc threshold: mmapped and unmapped by default
 # fresh process (glibc's default state, and a heap no earlier test has shaped).
 REALLOCATION_FAULTS = f"""
 import json, resource, torch
-from llmvec import cpu_memory
+from llmvec.backends import cpu_memory
 
 def faults(rounds=8):
     torch.ones({BLOCK} // 4)

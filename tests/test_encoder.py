@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.batching import (
+from llmvec.encoding.batching import (
     ACCELERATOR_BATCH_OVERHEAD_TOKENS,
     BATCH_OVERHEAD_TOKENS,
     batch_overhead_tokens,
     plan_batches,
 )
-from llmvec.pooling import POOLING_METHODS
+from llmvec.encoding.pooling import POOLING_METHODS
 from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
 TEXTS = [

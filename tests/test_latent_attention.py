@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save_file
 
 from llmvec import Encoder
-from llmvec.latent_attention import LatentAttentionPooling
+from llmvec.encoding.latent_attention import LatentAttentionPooling
 
 TEXTS = ["A man is playing a guitar.", "Paris", "Stock markets fell 3% on Monday, 2024-01-05."]
 INSTRUCTION = "Given a question, retrieve passages that answer the question"
@@ -111,7 +111,7 @@ def test_random_heads_are_reproducible_and_seeded() -> None:
 def test_encoder_pools_text_tokens_only_and_warns_when_untrained(
     tiny_llama: Path, caplog: pytest.LogCaptureFixture, bidirectional: bool
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="llmvec.latent_attention"):
+    with caplog.at_level(logging.WARNING, logger="llmvec.encoding.latent_attention"):
         encoder = Encoder(
             str(tiny_llama),
             pooling="latent_attention",

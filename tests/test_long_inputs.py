@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from llmvec import Encoder
-from llmvec.inputs import InputBuilder, TokenizedText
-from llmvec.templates import Wrapper, instruction_prefix, template_wrapper
+from llmvec.backends.base import TokenizedText
+from llmvec.encoding.inputs import InputBuilder
+from llmvec.encoding.templates import Wrapper, instruction_prefix, template_wrapper
 
 INSTRUCTION = "Given a question, retrieve passages that answer it"
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "wizards")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmvec import pooling
+from llmvec.encoding import pooling
 
 
 def _random_batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

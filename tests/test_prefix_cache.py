@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from llmvec import Encoder
-from llmvec.pooling import POOLING_METHODS
-from llmvec.prefix_cache import default_prefix_caching
+from llmvec.encoding.pooling import POOLING_METHODS
+from llmvec.encoding.prefix_cache import default_prefix_caching
 from llmvec.testing import TINY_ARCHITECTURES, row_cosines
 
 TEXTS = [

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from llmvec import Encoder
+from llmvec.encoding.templates import instruction_prefix
 from llmvec.models import resolve_model
-from llmvec.templates import instruction_prefix
 from llmvec.testing import row_cosines
 
 SENTENCES = [
@@ -44,7 +44,7 @@ def test_smollm2_templates_match_plain_paper_recipe(
 ) -> None:
     """The paper recipe written out plainly: exact string, tokenizer defaults, left padding,
     all hidden states, the paper's layer, last token."""
-    from llmvec.templates import TEMPLATES
+    from llmvec.encoding.templates import TEMPLATES
 
     tokenizer = smollm2.backend.tokenizer
     prompts = [TEMPLATES[template].replace("{text}", s) for s in SENTENCES]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmvec import Encoder
-from llmvec.templates import (
+from llmvec.encoding.templates import (
     INSTRUCTION_FORMATS,
     TEMPLATES,
     instruction_prefix,

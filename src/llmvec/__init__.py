@@ -4,9 +4,9 @@ from typing import TYPE_CHECKING
 
 from llmvec.compress import quantize, truncate
 from llmvec.encoder import Encoder
+from llmvec.encoding.templates import INSTRUCTION_FORMATS, TEMPLATES
 from llmvec.index import Hit
 from llmvec.spec import EmbeddingSpec
-from llmvec.templates import INSTRUCTION_FORMATS, TEMPLATES
 
 if TYPE_CHECKING:
     from llmvec.index.faiss import FaissIndex

@@ -29,9 +29,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from llmvec.backends import Backend
 from llmvec.compress import normalize
 from llmvec.encoder import Encoder
+from llmvec.encoding.templates import template_name
 from llmvec.models import gguf_as_folder, resolve_model
 from llmvec.optional import require
-from llmvec.templates import template_name
 
 EncodeFunction = Callable[[list[str]], Any]
 _INSTALL_PEERS = "the peer {peer!r} is not installed: pip install 'llmvec[bench]'"

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
 from llmvec.compress import PRECISIONS
+from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
 from llmvec.models import DEFAULT_MODEL
-from llmvec.pooling import TOKEN_POOLING_METHODS
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
@@ -457,8 +457,8 @@ def _eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate the encoder on an STS or BEIR-layout data set; print a table, optionally JSON."""
+    from llmvec.encoding.templates import template_name
     from llmvec.evaluation import evaluate_retrieval, evaluate_sts
-    from llmvec.templates import template_name
 
     if not args.data.exists():
         raise FileNotFoundError(f"--data {str(args.data)!r} does not exist")

@@ -14,23 +14,23 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from llmvec import pooling as pooling_functions
 from llmvec.backends import Backend, PooledBackend, load_backend
-from llmvec.backends.base import PrefixCachingBackend, PrefixState
-from llmvec.batching import batch_overhead_tokens, pad_batch, plan_batches
-from llmvec.cpu_memory import reuse_freed_memory
-from llmvec.inputs import InputBuilder, TokenizedText
-from llmvec.latent_attention import LatentAttentionPooling, build_head
-from llmvec.models import DEFAULT_MODEL
-from llmvec.prefix_cache import PrefixCache, can_cache_prefix, default_prefix_caching
-from llmvec.recipe import Recipe, resolve_recipe
-from llmvec.spec import EmbeddingSpec, SpecExtra
-from llmvec.templates import (
+from llmvec.backends.base import PrefixCachingBackend, PrefixState, TokenizedText
+from llmvec.backends.cpu_memory import reuse_freed_memory
+from llmvec.encoding import pooling as pooling_functions
+from llmvec.encoding.batching import batch_overhead_tokens, pad_batch, plan_batches
+from llmvec.encoding.inputs import InputBuilder
+from llmvec.encoding.latent_attention import LatentAttentionPooling, build_head
+from llmvec.encoding.prefix_cache import PrefixCache, can_cache_prefix, default_prefix_caching
+from llmvec.encoding.recipe import Recipe, resolve_recipe
+from llmvec.encoding.templates import (
     instruction_prefix,
     resolve_instruction_format,
     template_name,
     template_wrapper,
 )
+from llmvec.models import DEFAULT_MODEL
+from llmvec.spec import EmbeddingSpec, SpecExtra
 from llmvec.validation import as_text_list, check_positive
 
 ConvertTo = Literal["numpy", "torch"]
@@ -68,13 +68,14 @@ class Encoder:
         add_bos: ``None`` follows the tokenizer's convention; ``True``/``False`` force it.
         prefix_caching: run the part every input shares (BOS, instruction, template preamble)
             once and reuse its key/value cache; causal models only, same vectors. ``None``:
-            on a CPU, off on a GPU (see :func:`~llmvec.prefix_cache.default_prefix_caching`).
+            on a CPU, off on a GPU (see
+            :func:`~llmvec.encoding.prefix_cache.default_prefix_caching`).
         bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens. LLM2Vec
             checkpoints load with ``adapters=[mntp, supervised]`` (PEFT folders or hub ids,
             merged in order), ``bidirectional=True`` and ``pooling="mean"``.
         latent_attention_weights: safetensors weights of the latent-attention head (saved by
-            :class:`~llmvec.latent_attention.LatentAttentionPooling` or NV-Embed's); without
-            them the head is random (seed 0) and a warning is logged.
+            :class:`~llmvec.encoding.latent_attention.LatentAttentionPooling` or NV-Embed's);
+            without them the head is random (seed 0) and a warning is logged.
         **backend_kwargs: passed to the backend (for transformers: ``compile=True`` to run the
             blocks through ``torch.compile``, ``attn_implementation``, ``model_kwargs``,
             ``quantization_config``, ``revision``, ``trust_remote_code``...;

@@ -21,9 +21,9 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import numpy as np
 
 from llmvec.compress import check_precision, normalize, truncate
+from llmvec.encoding.templates import resolve_instruction_format
 from llmvec.optional import require
 from llmvec.spec import EmbeddingSpec
-from llmvec.templates import resolve_instruction_format
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ class SpecExtra:
     add_bos: bool | None = None
     #: LoRA adapter locations (absolute where local), merged in order.
     adapters: tuple[str, ...] = ()
-    #: The latent-attention head's identity (see :mod:`llmvec.latent_attention`).
+    #: The latent-attention head's identity (see :mod:`llmvec.encoding.latent_attention`).
     latent_attention: str | None = None
     #: Where the latent-attention head's weights were loaded from.
     latent_attention_weights: str | None = None

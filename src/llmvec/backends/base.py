@@ -10,7 +10,14 @@ from typing import Protocol, runtime_checkable
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from llmvec.inputs import TokenizedText
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Token ids of one input (built by :class:`~llmvec.encoding.inputs.InputBuilder`) and the
+    first index that pooling may read."""
+
+    ids: list[int]
+    pool_start: int
 
 
 @runtime_checkable

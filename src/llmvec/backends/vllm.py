@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
+from llmvec.backends.base import TokenizedText
 from llmvec.backends.devices import default_device, resolve_dtype
 from llmvec.backends.transformers import QUANTIZATION_MODES, is_decoder_config
-from llmvec.inputs import TokenizedText
 from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)

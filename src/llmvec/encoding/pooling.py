@@ -18,7 +18,7 @@ import torch
 #: Poolings of the token states alone, which need no learned weights.
 TOKEN_POOLING_METHODS = ("mean", "weighted_mean", "last_token", "eos_token", "first_token")
 #: ``latent_attention`` is a learned head (NV-Embed) that the encoder owns and passes to its
-#: :data:`POOLERS` entry; see :mod:`llmvec.latent_attention`.
+#: :data:`POOLERS` entry; see :mod:`llmvec.encoding.latent_attention`.
 POOLING_METHODS = (*TOKEN_POOLING_METHODS, "latent_attention")
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from llmvec.inputs import TokenizedText
+from llmvec.backends.base import TokenizedText
 
 #: The fixed cost of one forward pass, in padded tokens: a batch is split off only where the
 #: padding it saves is worth more. On a CPU, tens of small kernels per layer cost about as much

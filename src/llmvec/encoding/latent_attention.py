@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from llmvec import pooling
+from llmvec.encoding import pooling
 from llmvec.validation import check_positive
 
 logger = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmvec.pooling import validate_pooling
-from llmvec.templates import PENULTIMATE_LAYER_TEMPLATES, resolve_template, template_name
+from llmvec.encoding.pooling import validate_pooling
+from llmvec.encoding.templates import PENULTIMATE_LAYER_TEMPLATES, resolve_template, template_name
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,7 @@ from typing import TypeGuard
 import torch
 
 from llmvec.backends import Backend, PooledBackend
-from llmvec.backends.base import PrefixCachingBackend, PrefixState
-from llmvec.inputs import TokenizedText
+from llmvec.backends.base import PrefixCachingBackend, PrefixState, TokenizedText
 
 logger = logging.getLogger(__name__)
 

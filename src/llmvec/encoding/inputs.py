@@ -19,21 +19,14 @@ from typing import NamedTuple
 
 from transformers import PreTrainedTokenizerBase
 
-from llmvec.templates import NO_TEMPLATE, Wrapper
+from llmvec.backends.base import TokenizedText
+from llmvec.encoding.templates import NO_TEMPLATE, Wrapper
 
 #: Characters a token is assumed to cover at most, whatever its vocabulary's longest string.
 MIN_CHARS_PER_TOKEN = 16
 #: Tokens at the end of a window that may come out otherwise in the whole text (a word cut in
 #: two): a window holds this many beyond what the prompt keeps, and they are never read.
 WINDOW_MARGIN_TOKENS = 16
-
-
-@dataclass(frozen=True)
-class TokenizedText:
-    """Token ids of one input and the first index that pooling may read."""
-
-    ids: list[int]
-    pool_start: int
 
 
 class _Cut(NamedTuple):
