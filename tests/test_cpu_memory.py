@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmvec import Encoder, cpu_memory
+from llmvec import Encoder
+from llmvec.backends import cpu_memory
 from llmvec.bench import _resident_bytes
 
 pytestmark = pytest.mark.skipif(not cpu_memory.supported(), reason="needs glibc")

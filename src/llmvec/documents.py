@@ -120,17 +120,7 @@ def split_text(text: str, max_chars: int | None) -> list[str]:
         return []
     if max_chars is None:
         return [text]
-    chunks: list[str] = []
-    current = ""
-    for paragraph in _pieces(text, max_chars):
-        joined = f"{current}\n\n{paragraph}" if current else paragraph
-        if len(joined) <= max_chars:
-            current = joined
-        else:
-            chunks.append(current)
-            current = paragraph
-    chunks.append(current)
-    return chunks
+    return list(_packed(_pieces(text, max_chars), max_chars, "\n\n"))
 
 
 def _pieces(text: str, max_chars: int) -> Iterator[str]:
@@ -141,15 +131,22 @@ def _pieces(text: str, max_chars: int) -> Iterator[str]:
             continue
         if len(paragraph) <= max_chars:
             yield paragraph
-            continue
-        current = ""
-        for unit in _units(paragraph, max_chars):
-            joined = f"{current} {unit}" if current else unit
-            if len(joined) <= max_chars:
-                current = joined
-            else:
-                yield current
-                current = unit
+        else:
+            yield from _packed(_units(paragraph, max_chars), max_chars, " ")
+
+
+def _packed(pieces: Iterator[str], max_chars: int, joiner: str) -> Iterator[str]:
+    """Consecutive pieces (each at most ``max_chars``) joined with ``joiner`` into as few runs
+    of at most ``max_chars`` characters as a greedy pass makes."""
+    current = ""
+    for piece in pieces:
+        joined = f"{current}{joiner}{piece}" if current else piece
+        if len(joined) <= max_chars:
+            current = joined
+        else:
+            yield current
+            current = piece
+    if current:
         yield current
 
 

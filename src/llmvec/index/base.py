@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 import numpy as np
 
-from llmvec.index.records import Documents, Hit, Id, MetadataFilter, Query
+from llmvec.index.records import Batch, Hit, Id, MetadataFilter, Query
 from llmvec.index.specs import encoder_for
 from llmvec.index.validation import check_documents, check_filter, check_ids, check_vectors
 from llmvec.spec import EmbeddingSpec
@@ -58,7 +58,7 @@ class VectorIndex(Protocol):
 class BaseIndex(ABC):
     """Input validation, text encoding and query handling shared by every index.
 
-    Subclasses store and search float32 matrices of validated :class:`Documents`.
+    Subclasses store and search float32 matrices of validated :class:`Batch`.
     """
 
     spec: EmbeddingSpec
@@ -153,7 +153,7 @@ class BaseIndex(ABC):
         return check_vectors(array, self.dim, "query vectors"), array.ndim == 1
 
     @abstractmethod
-    def _add(self, vectors: np.ndarray, documents: Documents) -> None:
+    def _add(self, vectors: np.ndarray, documents: Batch) -> None:
         """Store validated vectors; existing ids are replaced."""
 
     @abstractmethod
@@ -177,6 +177,10 @@ class BaseIndex(ABC):
     @abstractmethod
     def save(self, path: str | os.PathLike[str]) -> None:
         """Persist the index at ``path``."""
+
+    def optimize(self) -> None:  # noqa: B027 - optional hook: most engines index on add
+        """Build what searching needs now, where the engine defers it (Qdrant Edge's HNSW
+        graphs and quantized vectors)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook: most indexes hold nothing open
         """Release what the index holds open (files, locks, connections)."""

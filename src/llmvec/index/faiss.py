@@ -38,7 +38,7 @@ from llmvec.compress import (
     pack_bits,
 )
 from llmvec.index.base import BaseIndex
-from llmvec.index.records import Documents, Hit, Id
+from llmvec.index.records import Batch, Hit, Id
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     StoreConflictError,
@@ -205,7 +205,7 @@ class FaissIndex(BaseIndex):
             faiss.copy_array_to_vector(np.concatenate([low, width]), quantizer.trained)
         return index
 
-    def _add(self, vectors: np.ndarray, documents: Documents) -> None:
+    def _add(self, vectors: np.ndarray, documents: Batch) -> None:
         if self._index is None:
             self._index = self._build(vectors)
         self._delete([i for i in documents.ids if i in self._labels])

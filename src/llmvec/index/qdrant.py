@@ -48,7 +48,7 @@ from llmvec.index.qdrant_engines import (
     Stage,
     connect_server,
 )
-from llmvec.index.records import Documents, Hit, Id
+from llmvec.index.records import Batch, Hit, Id
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     atomic_directory,
@@ -278,7 +278,7 @@ class QdrantIndex(BaseIndex):
             f"model={self.spec.model!r}, quantization={self.quantization!r}, dim={self.dim})"
         )
 
-    def _add(self, vectors: np.ndarray, documents: Documents) -> None:
+    def _add(self, vectors: np.ndarray, documents: Batch) -> None:
         named = {FULL_VECTOR: vectors}
         named.update({vector_name(d): truncate(vectors, d) for d in self.matryoshka_dims})
         points: list[Point] = [

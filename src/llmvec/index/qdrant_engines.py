@@ -117,9 +117,13 @@ class Engine(ABC):
         for vectors in queries:
             inner = None
             for stage in plan.stages[:-1]:
-                inner = self._prefetch(vectors[stage.using], stage, plan, inner, condition)
+                arguments = self._stage_arguments(
+                    vectors[stage.using], stage, plan, inner, condition
+                )
+                inner = self.types.Prefetch(**arguments)
             final = plan.stages[-1]
-            requests.append(self._request(vectors[final.using], final, plan, inner, condition))
+            arguments = self._stage_arguments(vectors[final.using], final, plan, inner, condition)
+            requests.append(self.types.QueryRequest(**arguments, with_payload=True))
         return self._run(requests)
 
     # Both client libraries name these types and keywords alike: ``self.types`` is the module.
@@ -147,16 +151,12 @@ class Engine(ABC):
         return t.SearchParams(hnsw_ef=plan.hnsw_ef, quantization=quantization)
 
     @abstractmethod
-    def _prefetch(
+    def _stage_arguments(
         self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        """A prefetch stage wrapping ``inner`` (or ``None``)."""
-
-    @abstractmethod
-    def _request(
-        self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        """The final request of a query, over the prefetch ``inner`` (or ``None``)."""
+    ) -> dict[str, Any]:
+        """The keywords of a stage's ``Prefetch`` (or of the final ``QueryRequest``), searching
+        ``vector`` over the prefetch ``inner`` (or ``None``); the libraries' types share their
+        names but not all their keywords."""
 
     @abstractmethod
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
@@ -272,30 +272,17 @@ class ClientEngine(Engine):
             self.on_close()
             self.on_close = None
 
-    def _prefetch(
+    def _stage_arguments(
         self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        return self.types.Prefetch(
-            query=vector,
-            using=stage.using,
-            limit=stage.limit,
-            params=self._params(stage, plan),
-            prefetch=inner,
-            filter=condition,
-        )
-
-    def _request(
-        self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        return self.types.QueryRequest(
-            query=vector,
-            using=stage.using,
-            limit=stage.limit,
-            params=self._params(stage, plan),
-            prefetch=inner,
-            filter=condition,
-            with_payload=True,
-        )
+    ) -> dict[str, Any]:
+        return {
+            "query": vector,
+            "using": stage.using,
+            "limit": stage.limit,
+            "params": self._params(stage, plan),
+            "prefetch": inner,
+            "filter": condition,
+        }
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
         with warnings.catch_warnings():
@@ -384,28 +371,16 @@ class EdgeEngine(Engine):
             self._shard.close()
             self._shard = None
 
-    def _prefetch(
+    def _stage_arguments(
         self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        return self.types.Prefetch(
-            limit=stage.limit,
-            query=self.types.Query.Nearest(vector, using=stage.using),
-            prefetches=None if inner is None else [inner],
-            params=self._params(stage, plan),
-            filter=condition,
-        )
-
-    def _request(
-        self, vector: list[float], stage: Stage, plan: SearchPlan, inner: Any, condition: Any
-    ) -> Any:
-        return self.types.QueryRequest(
-            limit=stage.limit,
-            query=self.types.Query.Nearest(vector, using=stage.using),
-            prefetches=None if inner is None else [inner],
-            params=self._params(stage, plan),
-            filter=condition,
-            with_payload=True,
-        )
+    ) -> dict[str, Any]:
+        return {
+            "limit": stage.limit,
+            "query": self.types.Query.Nearest(vector, using=stage.using),
+            "prefetches": None if inner is None else [inner],
+            "params": self._params(stage, plan),
+            "filter": condition,
+        }
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
         responses = self.shard.query_batch(self.types.QueryBatchRequest(requests))

@@ -1,5 +1,5 @@
 """What an index stores and returns: ids, filters and queries, :class:`Hit` and
-:class:`Documents`."""
+:class:`Batch`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class Hit:
 
 
 @dataclass(frozen=True)
-class Documents:
+class Batch:
     """A validated batch to store: ids, texts and metadata, one entry per vector (built by
     :func:`~llmvec.index.validation.check_documents`)."""
 

@@ -192,13 +192,10 @@ def create_store(
 
 
 def finish_store(index: BaseIndex, store: Store) -> None:
-    """Persist what was added: save a FAISS directory, flush and close a Qdrant store."""
+    """Persist what was added: save a FAISS directory, optimize and close a Qdrant store."""
     if store.family == "faiss":
         assert store.path is not None
         index.save(store.path)
         return
-    from llmvec.index.qdrant import QdrantIndex
-
-    assert isinstance(index, QdrantIndex)
     index.optimize()
     index.close()

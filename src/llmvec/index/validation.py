@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from llmvec.compress import as_matrix
-from llmvec.index.records import Documents, Id, MetadataFilter
+from llmvec.index.records import Batch, Id, MetadataFilter
 from llmvec.validation import check_text_list
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -101,7 +101,7 @@ def check_documents(
     ids: Sequence[Id] | None,
     texts: Sequence[str | None] | None,
     metadata: Sequence[Mapping[str, Any]] | None,
-) -> Documents:
+) -> Batch:
     """Check ids (new random ones when ``None``), texts and metadata for ``count`` vectors."""
     if ids is None:
         id_list: list[Id] = [uuid.uuid4().hex for _ in range(count)]
@@ -117,4 +117,4 @@ def check_documents(
     for name, values in (("ids", id_list), ("texts", text_list), ("metadata", meta_list)):
         if len(values) != count:
             raise ValueError(f"got {len(values)} {name} for {count} vectors")
-    return Documents(id_list, text_list, [dict(m) for m in meta_list])
+    return Batch(id_list, text_list, [dict(m) for m in meta_list])
