@@ -56,11 +56,13 @@ def _key() -> bytes:
 def signature(root: Path, marker: str) -> str:
     """The HMAC of every file under ``root`` (names and contents) but ``marker`` and locks."""
     mac = hmac.new(_key(), digestmod=hashlib.sha256)
-    files = sorted(
+    entries = sorted(root.rglob("*"))
+    links = any(path.is_symlink() for path in entries)
+    files = [
         path
-        for path in root.rglob("*")
+        for path in entries
         if path.is_file() and path.name not in (marker, *UNSIGNED) and not path.is_symlink()
-    )
+    ]
     for path in files:
         relative = path.relative_to(root).as_posix().encode()
         mac.update(len(relative).to_bytes(8, "big") + relative)
@@ -68,7 +70,7 @@ def signature(root: Path, marker: str) -> str:
         with path.open("rb") as handle:
             while block := handle.read(1 << 20):
                 mac.update(block)
-    if any(path.is_symlink() for path in root.rglob("*")):
+    if links:
         mac.update(b"symlink")  # a link could point the client at another file: never valid
     return mac.hexdigest()
 
