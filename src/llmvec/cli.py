@@ -22,6 +22,7 @@ from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
 from llmvec.models import DEFAULT_MODEL
+from llmvec.training.command import add_train_arguments, run_train
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
@@ -582,6 +583,68 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- mine
+def _mine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "pairs", type=Path, help="JSONL or CSV file of training rows with query and positive"
+    )
+    parser.add_argument(
+        "--output", "-o", type=Path, required=True, help="JSONL file of triplets to write"
+    )
+    _store_arguments(parser)
+    mining = parser.add_argument_group("mining")
+    mining.add_argument("--top-k", type=int, default=30, help="documents searched per query (30)")
+    mining.add_argument(
+        "--min-rank",
+        type=int,
+        default=1,
+        help="best rank a negative may have, 1-based, counted before the positives are removed (1)",
+    )
+    mining.add_argument("--max-rank", type=int, help="worst rank a negative may have (top-k)")
+    mining.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="a negative scores at most the positive's score minus this (0.0)",
+    )
+    mining.add_argument("--negatives", type=int, default=1, help="triplets per pair, at most (1)")
+
+
+def run_mine(args: argparse.Namespace) -> int:
+    """Mine hard negatives for (query, positive) pairs from a store; write triplets as JSONL."""
+    from llmvec.index.stores import open_store
+    from llmvec.training.data import load_triplets
+    from llmvec.training.mining import MiningOptions, mine_hard_negatives, write_triplets
+
+    options = MiningOptions(
+        top_k=args.top_k,
+        min_rank=args.min_rank,
+        max_rank=args.max_rank,
+        margin=args.margin,
+        negatives=args.negatives,
+    )
+    if not args.output.parent.is_dir():
+        raise FileNotFoundError(f"--output folder {str(args.output.parent)!r} does not exist")
+    store = store_from_args(args)
+    rows = load_triplets(args.pairs)
+    # A triplet file repeats a pair once per negative: mine each pair once.
+    pairs = list(dict.fromkeys(zip(rows["query"], rows["positive"], strict=True)))
+    index = open_store(store)
+    try:
+        triplets, report = mine_hard_negatives(index, pairs, options)
+    finally:
+        index.close()
+    write_triplets(triplets, args.output)
+    print(f"wrote {report.rows_written} triplets for {report.queries} queries to {args.output}")
+    if report.queries_without_negative:
+        print(
+            f"skipped {report.queries_without_negative} queries without a negative in ranks "
+            f"{options.min_rank}..{options.last_rank} at margin {options.margin}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 COMMANDS: list[Command] = [
     Command(
         "encode", "encode texts into vectors (JSON lines or .npy)", _encode_arguments, run_encode
@@ -598,6 +661,18 @@ COMMANDS: list[Command] = [
         "speed, memory and matmul-peak fraction on a text file, optionally against a peer",
         _bench_arguments,
         run_bench,
+    ),
+    Command(
+        "train",
+        "train an embedder: LLM2Vec's mntp, simcse, or supervised contrastive",
+        add_train_arguments,
+        run_train,
+    ),
+    Command(
+        "mine",
+        "hard negatives for (query, positive) pairs from a store, as JSONL triplets",
+        _mine_arguments,
+        run_mine,
     ),
 ]
 

@@ -31,6 +31,7 @@ from llmvec.encoding.templates import (
 )
 from llmvec.models import DEFAULT_MODEL
 from llmvec.spec import EmbeddingSpec, SpecExtra
+from llmvec.trained_folder import is_trained_folder, read_trained_folder
 from llmvec.validation import as_text_list, check_positive
 
 ConvertTo = Literal["numpy", "torch"]
@@ -42,7 +43,8 @@ class Encoder:
 
     Args:
         model: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
-            directory or a ``.gguf`` file.
+            directory, a ``.gguf`` file, or a folder written by ``llmvec train`` (its base
+            model, adapters, head and recipe; explicit arguments override its recipe).
         backend: ``transformers``, ``static`` (averages of a token-vector codebook, e.g.
             ``Encoder("wordllama", backend="static")``) or ``vllm`` (vLLM's pooling runner:
             last layer, ``last_token`` / ``eos_token`` / ``mean`` / ``first_token``; see
@@ -70,7 +72,8 @@ class Encoder:
             once and reuse its key/value cache; causal models only, same vectors. ``None``:
             on a CPU, off on a GPU (see
             :func:`~llmvec.encoding.prefix_cache.default_prefix_caching`).
-        bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens. LLM2Vec
+        bidirectional: LLM2Vec-style attention: decoder tokens also see later tokens
+            (``None``: as a trained folder says, else off). LLM2Vec
             checkpoints load with ``adapters=[mntp, supervised]`` (PEFT folders or hub ids,
             merged in order), ``bidirectional=True`` and ``pooling="mean"``.
         latent_attention_weights: safetensors weights of the latent-attention head (saved by
@@ -96,7 +99,7 @@ class Encoder:
         pooling: str | None = None,
         template: str | None = None,
         layer: int | None = None,
-        bidirectional: bool = False,
+        bidirectional: bool | None = None,
         query_instruction: str | None = None,
         document_instruction: str | None = None,
         instruction_format: str | None = None,
@@ -129,10 +132,33 @@ class Encoder:
         #: Held from building a call's inputs to its pooled output: the model's forward hooks,
         #: the lazy caches and probes, and the tokenizer serve one call at a time.
         self._lock = threading.RLock()
+        #: Where LoRA adapters came from (absolute where local), kept in the spec for from_spec;
+        #: a trained folder's own adapters and head are implied by its name.
+        self.adapters = [_location(adapter) for adapter in backend_kwargs.get("adapters") or []]
         self.model_name = model
+        base = model
+        folder_head = False
+        if is_trained_folder(model):
+            trained = read_trained_folder(model)
+            self.model_name, base = str(trained.folder), trained.base_model
+            backend_kwargs["adapters"] = [*trained.adapters, *self.adapters]
+            stored = trained.recipe
+            pooling = stored.get("pooling") if pooling is None else pooling
+            template = stored.get("template") if template is None else template
+            layer = stored.get("layer") if layer is None else layer
+            query_instruction = query_instruction or stored.get("query_instruction")
+            document_instruction = document_instruction or stored.get("document_instruction")
+            instruction_format = instruction_format or stored.get("instruction_format")
+            add_bos = stored.get("add_bos") if add_bos is None else add_bos
+            if bidirectional is None:
+                bidirectional = bool(stored.get("bidirectional", False))
+            if latent_attention_weights is None and trained.latent_attention_weights:
+                latent_attention_weights = trained.latent_attention_weights
+                folder_head = True
+        bidirectional = bool(bidirectional)
         self.backend: Backend | PooledBackend = load_backend(
             backend,
-            model,
+            base,
             device=device,
             dtype=dtype,
             quantization=quantization,
@@ -144,8 +170,6 @@ class Encoder:
                 f"truncate_dim={truncate_dim} exceeds the model's dimension "
                 f"{self.backend.hidden_size}"
             )
-        #: Where LoRA adapters came from (absolute where local), kept in the spec for from_spec.
-        self.adapters = [_location(adapter) for adapter in backend_kwargs.get("adapters") or []]
         self.recipe = resolve_recipe(pooling, template, layer, self.backend.num_layers)
         self.bidirectional = bidirectional
         self.query_instruction = query_instruction
@@ -159,6 +183,7 @@ class Encoder:
         self.padding_side = padding_side
         self.add_bos = add_bos
         self.latent_attention_weights = latent_attention_weights
+        self._folder_head = folder_head
         self._latent_head: LatentAttentionPooling | None = None
         if self.recipe.pooling == "latent_attention":
             self._latent_attention()
@@ -183,6 +208,11 @@ class Encoder:
         return self.truncate_dim or self.backend.hidden_size
 
     @property
+    def latent_head(self) -> LatentAttentionPooling | None:
+        """The latent-attention head (built on first use) when the recipe pools with it."""
+        return self._latent_attention() if self.recipe.pooling == "latent_attention" else None
+
+    @property
     def spec(self) -> EmbeddingSpec:
         """The :class:`EmbeddingSpec` of the vectors this encoder produces by default."""
         has_instruction = bool(self.query_instruction or self.document_instruction)
@@ -192,7 +222,11 @@ class Encoder:
             add_bos=self.add_bos,
             adapters=tuple(self.adapters),
             latent_attention=self._latent_attention().identity if latent else None,
-            latent_attention_weights=_location(weights) if latent and weights is not None else None,
+            latent_attention_weights=(
+                _location(weights)
+                if latent and weights is not None and not self._folder_head
+                else None
+            ),
         )
         return EmbeddingSpec(
             model=self.model_name,

@@ -75,3 +75,18 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
             "torch.dtype"
         )
     return resolved
+
+
+def has_bf16_matmul(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA device that supports
+    bfloat16, or a CPU with AMX or AVX-512 bf16 units (Linux reports them in /proc/cpuinfo)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags

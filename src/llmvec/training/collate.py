@@ -1,0 +1,68 @@
+"""Rows of a training set to the inputs of one step, built by the encoder's own input builder:
+queries with the instruction (kept out of pooling), documents without, the template around
+both; for MNTP, padded ids with LLM2Vec's masking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from llmvec.encoder import Encoder
+from llmvec.encoding.batching import pad_batch
+from llmvec.training.mntp import mask_batch, mask_token_id
+
+
+class ContrastiveCollator:
+    """Triplet rows (``query``, ``positive``, ``negative``) or sentences (``text``: SimCSE, the
+    sentence is its own positive under another dropout mask) to token inputs."""
+
+    def __init__(self, encoder: Encoder, query_instruction: str | None) -> None:
+        self.encoder = encoder
+        self.query_instruction = query_instruction
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if "text" in rows[0]:
+            sentences = self.encoder.tokenize([row["text"] for row in rows])
+            return {"queries": sentences, "positives": sentences, "negatives": []}
+        negatives = [row["negative"] for row in rows if row.get("negative")]
+        if negatives and len(negatives) != len(rows):
+            raise ValueError("every row of a batch needs a negative, or none does")
+        return {
+            "queries": self.encoder.tokenize(
+                [row["query"] for row in rows], instruction=self.query_instruction
+            ),
+            "positives": self.encoder.tokenize([row["positive"] for row in rows]),
+            "negatives": self.encoder.tokenize(negatives) if negatives else [],
+        }
+
+
+class MaskingCollator:
+    """Sentences to padded ids with LLM2Vec's masking. A batch's masks are drawn from a
+    generator seeded by the run's seed and the batch's first ``row`` number, so a resumed run
+    (whose skipped batches are never collated) and a run on several processes mask each batch
+    as an uninterrupted run on one does."""
+
+    def __init__(self, encoder: Encoder, probability: float, mask_token: str, seed: int) -> None:
+        self.encoder = encoder
+        tokenizer = encoder.backend.tokenizer
+        self.mask_id = mask_token_id(tokenizer, mask_token)
+        self.probability = probability
+        self.special_ids = set(tokenizer.all_special_ids)
+        self.seed = seed
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        inputs = self.encoder.tokenize([row["text"] for row in rows])
+        ids, attention, _ = pad_batch(inputs, 0, self.encoder.inputs.pad_token_id, "right")
+        masked, labels = mask_batch(
+            ids,
+            attention,
+            self.encoder.backend.tokenizer,
+            mask_id=self.mask_id,
+            probability=self.probability,
+            generator=torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + int(rows[0]["row"])) % 2**63
+            ),
+            special_ids=self.special_ids,
+        )
+        return {"input_ids": masked, "attention_mask": attention, "mntp_labels": labels}

@@ -1,0 +1,151 @@
+"""``llmvec train STAGE DATA...``: a stage's options as flags (or a JSON configuration with
+flags on top). Only the flags given override; the rest are the configuration's defaults."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+_EXAMPLES = """\
+examples:
+  llmvec train mntp sentences.txt --model smollm2 -o runs/mntp --max-steps 1000
+  llmvec train simcse sentences.txt --model runs/mntp -o runs/simcse --eval-sts sts-dev.csv
+  llmvec train simcse sentences.txt --model smollm2 --template ke -o runs/ke-cse
+  llmvec train contrastive triplets.jsonl --model smollm2 -o runs/sup \\
+      --query-instruction "Given a claim, retrieve abstracts that support it" \\
+      --matryoshka-dims 64,128,576 --cache-chunk-size 16
+  torchrun --nproc-per-node 2 -m llmvec.cli train contrastive triplets.jsonl -o runs/ddp
+  llmvec train contrastive --config nv-embed-two-phase.json -o runs/nv
+"""
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``train`` subcommand's arguments (every flag defaults to the configuration's)."""
+    parser.epilog = _EXAMPLES
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    keep = argparse.SUPPRESS
+    parser.add_argument("stage", choices=("mntp", "simcse", "contrastive"), help="what to train")
+    parser.add_argument(
+        "data",
+        nargs="*",
+        default=keep,
+        help="training files: sentences (.txt[.gz], .jsonl with text) for mntp and simcse; "
+        "query/positive[/negative] rows (.jsonl, .csv, .tsv; SimCSE's sent0,sent1,hard_neg) "
+        "for contrastive",
+    )
+    parser.add_argument("--config", help="JSON file of options (flags override it)")
+    parser.add_argument("--model", default=keep, help="base model or a trained folder (smollm2)")
+    parser.add_argument("--output", "-o", default=keep, help="folder to write the model into")
+    recipe = parser.add_argument_group("recipe (what the trained folder encodes with)")
+    recipe.add_argument("--pooling", default=keep, help="mean, last_token, latent_attention...")
+    recipe.add_argument("--template", default=keep, help="prompteol, pcoteol, ke or a {text} one")
+    recipe.add_argument("--layer", type=int, default=keep, help="layer to pool (later never run)")
+    recipe.add_argument(
+        "--bidirectional", action="store_true", default=keep, help="LLM2Vec attention"
+    )
+    recipe.add_argument("--query-instruction", default=keep, help="task put before queries")
+    recipe.add_argument("--instruction-format", default=keep, help="e5, qwen3, nv-embed...")
+    recipe.add_argument("--max-length", type=int, default=keep, help="tokens per input (128)")
+    adapter = parser.add_argument_group("adapter")
+    adapter.add_argument("--lora-rank", type=int, default=keep, help="16; 0 trains every weight")
+    adapter.add_argument("--lora-alpha", type=int, default=keep, help="32")
+    adapter.add_argument("--lora-dropout", type=float, default=keep, help="0.05")
+    adapter.add_argument(
+        "--lora-targets", type=_names, default=keep, help="comma-separated linear layer names"
+    )
+    adapter.add_argument(
+        "--attention-dropout", type=float, default=keep, help="SimCSE's noise (simcse: 0.1)"
+    )
+    loss = parser.add_argument_group("loss")
+    loss.add_argument("--temperature", type=float, default=keep, help="0.05")
+    loss.add_argument(
+        "--no-in-batch-negatives",
+        dest="in_batch_negatives",
+        action="store_false",
+        default=keep,
+        help="score a query against its own positive and negatives only (NV-Embed stage 2)",
+    )
+    loss.add_argument(
+        "--matryoshka-dims", type=_ints, default=keep, help="e.g. 64,128,576: train each prefix"
+    )
+    loss.add_argument("--binary", action="store_true", default=keep, help="binary-aware term")
+    loss.add_argument(
+        "--cache-chunk-size", type=int, default=keep, help="GradCache: embed N rows at a time"
+    )
+    loss.add_argument("--mask-probability", type=float, default=keep, help="mntp: 0.2")
+    loss.add_argument("--mask-token", default=keep, help="mntp: blank (LLM2Vec's '_'), eos, mask")
+    loop = parser.add_argument_group("loop")
+    loop.add_argument("--batch-size", type=int, default=keep, help="rows per step per process")
+    loop.add_argument("--learning-rate", type=float, default=keep, help="1e-4")
+    loop.add_argument("--epochs", type=float, default=keep, help="1")
+    loop.add_argument("--max-steps", type=int, default=keep, help="stop after N steps")
+    loop.add_argument(
+        "--time-budget", dest="time_budget_s", type=float, default=keep, help="stop after N s"
+    )
+    loop.add_argument("--gradient-accumulation", type=int, default=keep, help="1")
+    loop.add_argument("--seed", type=int, default=keep, help="42")
+    loop.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=keep,
+        help="bfloat16 autocast (default: where the CPU or GPU has bf16 units)",
+    )
+    loop.add_argument("--gradient-checkpointing", action="store_true", default=keep)
+    loop.add_argument(
+        "--no-group-by-length",
+        dest="group_by_length",
+        action="store_false",
+        default=keep,
+        help="shuffle freely instead of batching similar lengths",
+    )
+    loop.add_argument("--eval-sts", default=keep, help="STS file scored every --eval-steps")
+    loop.add_argument(
+        "--eval-fraction", type=float, default=keep, help="contrastive: dev split by query"
+    )
+    loop.add_argument("--eval-steps", type=int, default=keep, help="(--save-steps)")
+    loop.add_argument("--save-steps", type=int, default=keep, help="checkpoint every N (100)")
+    loop.add_argument("--resume", action="store_true", default=keep, help="from the last one")
+    loop.add_argument("--device", default=keep, help="cpu or cuda (default: the best)")
+    loop.add_argument("--no-progress", dest="show_progress", action="store_false", default=keep)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Build the stage's configuration (checked before anything loads) and train it."""
+    from llmvec.models import DEFAULT_MODEL
+    from llmvec.training.config import TrainingConfig
+    from llmvec.training.stages import train
+
+    options: dict[str, Any] = {
+        key: value
+        for key, value in vars(args).items()
+        if key not in ("run", "verbose", "config", "stage")
+    }
+    if "data" in options:
+        options["data"] = tuple(options["data"])
+    options["stage"] = args.stage
+    if args.config:
+        config = TrainingConfig.from_file(args.config, **options)
+    else:
+        for needed in ("output", "data"):
+            if not options.get(needed):
+                raise ValueError(
+                    f"llmvec train needs {'--output' if needed == 'output' else 'data'}"
+                )
+        options.setdefault("model", DEFAULT_MODEL)
+        config = TrainingConfig.from_dict(options)
+    folder = train(config)
+    print(f"trained {config.stage} model in {folder}")
+    return 0

@@ -1,0 +1,245 @@
+"""Training stages end to end on tiny random models: what the trainer trains is what the folder
+serves, instructions stay out of pooling, MNTP, the latent head, phases, and bad configuration
+refused before the first step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+
+from llmvec import Encoder
+from llmvec.testing import row_cosines
+from llmvec.trained_folder import MANIFEST
+from llmvec.training.config import Phase, TrainingConfig
+from llmvec.training.data import TrainingDataError
+from llmvec.training.stages import CHECKPOINTS, prepare, train
+
+TOPICS = ["cats", "dogs", "rivers", "stars", "music", "bread", "trains", "rain"]
+TEXTS = [f"a short sentence number {i} about {TOPICS[i % 8]} and more" for i in range(48)]
+PROBES = ["cats sit on mats", "the river floods in spring", "Query about stars"]
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "sentences.txt"
+    path.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "triplets.jsonl"
+    rows = [
+        {
+            "query": f"what about {TOPICS[i % 8]} {i}?",
+            "positive": f"a passage on {TOPICS[i % 8]} number {i}",
+            "negative": f"a passage on {TOPICS[(i + 3) % 8]} number {i}",
+        }
+        for i in range(40)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _config(model: Path, data: Path, output: Path, **options: object) -> TrainingConfig:
+    defaults: dict[str, object] = {
+        "batch_size": 8,
+        "max_steps": 4,
+        "save_steps": 2,
+        "learning_rate": 5e-3,
+        "show_progress": False,
+        "bf16": False,
+    }
+    stage = "simcse" if data.suffix == ".txt" else "contrastive"
+    return TrainingConfig(
+        stage=str(options.pop("stage", stage)),
+        model=str(model),
+        data=(str(data),),
+        output=str(output),
+        **{**defaults, **options},  # type: ignore[arg-type]
+    )
+
+
+def _trained_vectors(run_model: torch.nn.Module, encoder: Encoder, texts: list[str]) -> np.ndarray:
+    run_model.eval()
+    with torch.no_grad():
+        pooled = encoder.pool(encoder.tokenize(texts))
+    return torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        {"pooling": "mean"},
+        {"template": "ke"},  # last token of a template, as in PromptEOL+CSE
+        {"pooling": "mean", "layer": 2},  # a layer before the last: the later block never runs
+    ],
+    ids=["mean", "ke-last-token", "layer-2"],
+)
+def test_trained_folder_gives_the_trainers_own_vectors(
+    tiny_llama: Path, sentences: Path, tmp_path: Path, recipe: dict[str, object]
+) -> None:
+    run = prepare(_config(tiny_llama, sentences, tmp_path / "out", **recipe))
+    before = Encoder(str(tiny_llama), **recipe).encode(PROBES)  # type: ignore[arg-type]
+    folder = run.train()
+    expected = _trained_vectors(run.model, run.encoder, PROBES)
+    loaded = Encoder(str(folder))
+    got = loaded.encode(PROBES)
+    assert row_cosines(got, expected).min() > 0.9999
+    assert row_cosines(got, before).min() < 0.9999  # training moved the vectors
+    assert loaded.recipe == run.encoder.recipe
+    assert loaded.spec.model == str(folder.resolve())
+    assert Encoder.from_spec(loaded.spec).encode(PROBES) == pytest.approx(got, abs=1e-6)
+    for name in ("README.md", "training_config.json", "training_log.json", MANIFEST):
+        assert (folder / name).is_file()
+    card = (folder / "README.md").read_text()
+    assert "simcse" in card and "48 rows" in card and str(tiny_llama) in card
+
+
+def test_query_instruction_is_kept_out_of_pooling_in_training(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    instruction = "Given a question, retrieve passages that answer it"
+    run = prepare(_config(tiny_llama, triplets, tmp_path / "out", query_instruction=instruction))
+    collator = run.trainer.data_collator
+    batch = collator([{"query": "what about cats?", "positive": "cats", "negative": "dogs"}])
+    query = batch["queries"][0]
+    # The pooled span starts after the instruction: exactly the tokens of the query itself.
+    tokenizer = run.encoder.backend.tokenizer
+    assert query.pool_start > 0
+    assert tokenizer.decode(query.ids[query.pool_start :]).strip() == "what about cats?"
+    assert instruction in tokenizer.decode(query.ids[: query.pool_start])
+    assert batch["positives"][0].pool_start == run.encoder.tokenize(["cats"])[0].pool_start
+    # And the training forward pools as inference does for queries.
+    run.model.eval()
+    with torch.no_grad():
+        trained = run.model.embed(batch["queries"])
+    inference = run.encoder.encode_queries(["what about cats?"], instruction=instruction)
+    assert row_cosines(trained.numpy(), inference).min() > 0.9999
+
+
+def test_grad_cached_run_equals_the_plain_run(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    plain = train(_config(tiny_llama, triplets, tmp_path / "plain", lora_dropout=0.0))
+    cached = train(
+        _config(tiny_llama, triplets, tmp_path / "cached", lora_dropout=0.0, cache_chunk_size=5)
+    )
+    for a, b in zip(_adapter(plain), _adapter(cached), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # Adam, float32 sums
+
+
+def _adapter(folder: Path) -> list[torch.Tensor]:
+    adapters = sorted((folder / "adapters").iterdir())
+    with safe_open(str(adapters[-1] / "adapter_model.safetensors"), "pt") as handle:
+        return [handle.get_tensor(key) for key in sorted(handle.keys())]  # noqa: SIM118
+
+
+def test_mntp_then_simcse_stacks_adapters(tiny_llama: Path, sentences: Path, tmp_path: Path) -> None:
+    mntp = train(_config(tiny_llama, sentences, tmp_path / "mntp", stage="mntp"))
+    manifest = json.loads((mntp / MANIFEST).read_text())
+    assert manifest["recipe"]["bidirectional"] is True
+    assert manifest["recipe"]["pooling"] == "mean"
+    with safe_open(str(mntp / manifest["adapters"][0] / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())  # noqa: SIM118
+    assert keys and all("lora_" in key for key in keys)  # the LM head is never saved
+    simcse = train(_config(mntp, sentences, tmp_path / "simcse", stage="simcse"))
+    stacked = json.loads((simcse / MANIFEST).read_text())
+    assert stacked["base_model"] == str(tiny_llama)
+    assert [Path(a).name for a in stacked["adapters"]] == ["01-mntp", "02-simcse"]
+    assert stacked["recipe"]["bidirectional"] is True
+    encoder = Encoder(str(simcse))
+    assert encoder.bidirectional and encoder.encode(PROBES).shape == (3, 64)
+    card = (simcse / "README.md").read_text()
+    assert "stage 1: `mntp`" in card and "stage 2: `simcse`" in card
+
+
+def test_latent_attention_head_trains_in_two_phases(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    config = _config(
+        tiny_llama,
+        triplets,
+        tmp_path / "nv",
+        pooling="latent_attention",
+        phases=(
+            Phase(data=(str(triplets),), in_batch_negatives=True, max_steps=2),
+            Phase(data=(str(triplets),), in_batch_negatives=False, max_steps=2),
+        ),
+    )
+    folder = train(config)
+    head = folder / "latent_attention.safetensors"
+    assert head.is_file() and (folder / "phase-1" / MANIFEST).is_file()
+    untrained = Encoder(str(tiny_llama), pooling="latent_attention")
+    loaded = Encoder(str(folder))
+    assert loaded.latent_head is not None
+    assert loaded.latent_head.identity != untrained.latent_head.identity  # type: ignore[union-attr]
+    with safe_open(str(head), "pt") as trained_head:
+        latents = trained_head.get_tensor("latents")
+    assert not torch.equal(latents, untrained.latent_head.latents.detach())  # type: ignore[union-attr]
+    assert json.loads((folder / "training_config.json").read_text())["in_batch_negatives"] is False
+
+
+def test_dev_evaluation_keeps_the_best_checkpoint(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    config = _config(tiny_llama, triplets, tmp_path / "out", eval_fraction=0.2, max_steps=4)
+    folder = train(config)
+    log = json.loads((folder / "training_log.json").read_text())["log_history"]
+    scores = [entry["eval_score"] for entry in log if "eval_score" in entry]
+    assert len(scores) == 2 and all(0.0 <= s <= 100.0 for s in scores)
+    card = (folder / "README.md").read_text()
+    assert "| ndcg@10 |" in card
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"stage": "distill"}, "unknown training stage 'distill'"),
+        ({"instruction_format": "{task} without text"}, "text"),
+        ({"pooling": "median"}, "unknown pooling 'median'"),
+        ({"lora_targets": ("q_proj", "wq")}, r"LoRA targets \['wq'\] are not linear layers"),
+        ({"matryoshka_dims": (32, 65)}, r"Matryoshka dimensions \[65\] exceed"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"resume": True}, "holds no checkpoint to resume from"),
+    ],
+)
+def test_bad_configuration_fails_before_the_first_step(
+    tiny_llama: Path, triplets: Path, tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        prepare(_config(tiny_llama, triplets, tmp_path / "out", **options))
+    assert not (tmp_path / "out" / CHECKPOINTS).exists()
+
+
+def test_bad_data_is_named_with_its_file_and_line(tiny_llama: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q", "positive": "p"}\n{"query": "q2"}\n', encoding="utf-8")
+    with pytest.raises(TrainingDataError, match=r"bad.jsonl, line 2: .*positive"):
+        prepare(_config(tiny_llama, bad, tmp_path / "out"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="empty.txt"):
+        prepare(_config(tiny_llama, empty, tmp_path / "out"))
+
+
+def test_unknown_option_in_a_configuration_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"stage": "simcse", "loss": "triplet"}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"unknown training options \['loss'\]"):
+        TrainingConfig.from_file(path)
+
+
+def test_a_trained_folder_is_not_overwritten(
+    tiny_llama: Path, sentences: Path, tmp_path: Path
+) -> None:
+    folder = train(_config(tiny_llama, sentences, tmp_path / "out", max_steps=2))
+    manifest = (folder / MANIFEST).read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a trained model"):
+        prepare(_config(tiny_llama, sentences, folder, max_steps=2))
+    assert (folder / MANIFEST).read_bytes() == manifest
