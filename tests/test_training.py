@@ -137,16 +137,18 @@ def test_grad_cached_run_equals_the_plain_run(
 def _adapter(folder: Path) -> list[torch.Tensor]:
     adapters = sorted((folder / "adapters").iterdir())
     with safe_open(str(adapters[-1] / "adapter_model.safetensors"), "pt") as handle:
-        return [handle.get_tensor(key) for key in sorted(handle.keys())]  # noqa: SIM118
+        return [handle.get_tensor(key) for key in sorted(handle.keys())]
 
 
-def test_mntp_then_simcse_stacks_adapters(tiny_llama: Path, sentences: Path, tmp_path: Path) -> None:
+def test_mntp_then_simcse_stacks_adapters(
+    tiny_llama: Path, sentences: Path, tmp_path: Path
+) -> None:
     mntp = train(_config(tiny_llama, sentences, tmp_path / "mntp", stage="mntp"))
     manifest = json.loads((mntp / MANIFEST).read_text())
     assert manifest["recipe"]["bidirectional"] is True
     assert manifest["recipe"]["pooling"] == "mean"
     with safe_open(str(mntp / manifest["adapters"][0] / "adapter_model.safetensors"), "pt") as f:
-        keys = list(f.keys())  # noqa: SIM118
+        keys = list(f.keys())
     assert keys and all("lora_" in key for key in keys)  # the LM head is never saved
     simcse = train(_config(mntp, sentences, tmp_path / "simcse", stage="simcse"))
     stacked = json.loads((simcse / MANIFEST).read_text())
@@ -243,3 +245,27 @@ def test_a_trained_folder_is_not_overwritten(
     with pytest.raises(FileExistsError, match="already holds a trained model"):
         prepare(_config(tiny_llama, sentences, folder, max_steps=2))
     assert (folder / MANIFEST).read_bytes() == manifest
+
+
+def test_llmvec_train_then_index_and_search_with_the_trained_folder(
+    tiny_llama: Path, sentences: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmvec.cli import main
+
+    output = tmp_path / "model"
+    arguments = ["train", "simcse", str(sentences), "--model", str(tiny_llama), "-o", str(output)]
+    arguments += ["--max-steps", "2", "--batch-size", "8", "--no-progress", "--no-bf16"]
+    assert main(arguments) == 0
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "a.txt").write_text("Cats sit on warm mats all day.", encoding="utf-8")
+    (notes / "b.txt").write_text("Rivers flood in the spring.", encoding="utf-8")
+    store = f"faiss:{tmp_path / 'store'}"
+    assert main(["index", str(notes), "--model", str(output), "--store", store]) == 0
+    capsys.readouterr()
+    assert main(["search", "cats on mats", "--store", store, "-k", "1"]) == 0
+    assert "a.txt" in capsys.readouterr().out
+    from llmvec.index.faiss import FaissIndex
+
+    spec = FaissIndex.load(str(tmp_path / "store")).spec
+    assert spec.model == str(output.resolve()) and "+" in str(spec.model_revision)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmvec.backends.adapters import adapters_revision
 from llmvec.models import fingerprint, resolve_model
 
 MANIFEST = "llmvec_model.json"
@@ -101,6 +102,15 @@ def read_trained_folder(model: str | os.PathLike[str]) -> LoadedTrainedModel:
     adapters = [str(p) for p in located[: len(data.get("adapters", []))]]
     head = str(located[-1]) if data.get("latent_attention_weights") else None
     return LoadedTrainedModel(folder, base, adapters, head, dict(data.get("recipe", {})))
+
+
+def trained_revision(model: str | os.PathLike[str]) -> str | None:
+    """The weights identity an encoder of the trained folder ``model`` reports (its base
+    model's fingerprint, then its adapters'), as the transformers backend computes it."""
+    trained = read_trained_folder(model)
+    return adapters_revision(
+        base_fingerprint(trained.base_model), [Path(a) for a in trained.adapters]
+    )
 
 
 def _inside(folder: Path, name: str) -> Path:

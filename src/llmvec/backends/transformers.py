@@ -6,7 +6,7 @@ import contextlib
 import importlib.util
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -357,7 +357,7 @@ class TransformersBackend:
     def _unmasked_holds(self) -> bool:
         ids, mask, position_ids = self._probe_inputs()
         real = mask.bool()
-        with torch.inference_mode():
+        with self._probing():
             masked, _ = self._run(
                 input_ids=ids, attention_mask=mask, position_ids=position_ids, layer=self.num_layers
             )
@@ -367,6 +367,20 @@ class TransformersBackend:
                 layer=self.num_layers,
             )
         return _probe_agrees(masked[real], unmasked[real])
+
+    @contextlib.contextmanager
+    def _probing(self) -> Iterator[None]:
+        """Around a probe's passes: no graph, no dropout, and the random generators left as
+        they were (a probe in the middle of training neither draws dropout masks nor moves the
+        generator, so a resumed run draws what an uninterrupted one does)."""
+        training = self.model.training
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            self.model.eval()
+            try:
+                yield
+            finally:
+                self.model.train(training)
 
     def _probe_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Two rows of six token ids, the second right-padded after four; with position ids."""
@@ -390,7 +404,7 @@ class TransformersBackend:
         positions = torch.tensor([5, 3], device=self.device)
         rows = torch.arange(2, device=self.device)
         inputs = {"attention_mask": mask, "position_ids": position_ids}
-        with torch.inference_mode():
+        with self._probing():
             full, _ = self._run(input_ids=ids, layer=layer, **inputs)
             try:
                 narrowed, _ = self._run(input_ids=ids, layer=layer, narrow_to=positions, **inputs)

@@ -42,6 +42,7 @@ def check_model_location(stored: EmbeddingSpec, what: str) -> None:
     if stored.backend == "static":
         return
     from llmvec.models import fingerprint, resolve_model
+    from llmvec.trained_folder import is_trained_folder, trained_revision
 
     try:
         location = resolve_model(stored.model)
@@ -50,7 +51,8 @@ def check_model_location(stored: EmbeddingSpec, what: str) -> None:
         raise ValueError(message) from None
     adapters = any(name == "adapters" for name, _ in stored.extra)
     if location.is_local and stored.model_revision is not None and not adapters:
-        found = fingerprint(location)
+        trained = is_trained_folder(stored.model)
+        found = trained_revision(stored.model) if trained else fingerprint(location)
         if found != stored.model_revision:
             raise ValueError(
                 f"the {what} names model {stored.model!r}, whose weights here ({found}) are not "

@@ -9,6 +9,7 @@ normalise.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,7 +132,10 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     process's own part (``torch.distributed.nn``'s differentiable all-gather)."""
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(list(all_gather(x.contiguous())))
+    with warnings.catch_warnings():
+        # Deprecated in favour of a private API; sentence-transformers gathers with it too.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(list(all_gather(x.contiguous())))
 
 
 def split_documents(

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from llmvec.training.model import EmbeddingModel
 
@@ -26,6 +27,16 @@ class EmbeddingTrainer(Trainer):
     def __init__(self, *args: Any, dev_score: DevScore | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.dev_score = dev_score
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        dataset: Any = self.train_dataset if train_dataset is None else train_dataset
+        return SeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps,
+            lengths=list(dataset[self.args.length_column_name]),
+            seed=self.args.seed,
+        )
 
     def compute_loss(
         self,
@@ -69,6 +80,24 @@ class EmbeddingTrainer(Trainer):
             self.args, self.state, self.control, metrics
         )
         return metrics
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' length-grouped order (batches of similar lengths, shuffled), drawn from a
+    generator seeded by the run's seed and the epoch instead of the global one, so a resumed run
+    skips exactly the batches the interrupted run trained on."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()  # type: ignore[no-any-return]
 
 
 class TimeBudget(TrainerCallback):
