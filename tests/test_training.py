@@ -226,7 +226,7 @@ def test_bad_data_is_named_with_its_file_and_line(tiny_llama: Path, tmp_path: Pa
         prepare(_config(tiny_llama, bad, tmp_path / "out"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n", encoding="utf-8")
-    with pytest.raises(TrainingDataError, match="empty.txt"):
+    with pytest.raises(TrainingDataError, match=r"empty\.txt"):
         prepare(_config(tiny_llama, empty, tmp_path / "out"))
 
 

@@ -1,0 +1,233 @@
+"""Quality of llmvec's training recipes, each under a CPU time budget, before and after.
+
+Recipes (``--recipes``):
+
+- ``smollm2-ke-simcse``: PromptEOL+CSE with the KE template: SmolLM2-135M-Instruct, last token
+  of layer -2 (KE's default), unsupervised SimCSE (LoRA r=16) on the CC-BY/PD sentences;
+- ``smollm2-llm2vec``: LLM2Vec: bidirectional MNTP, then SimCSE on top, mean pooling;
+- ``smollm2-supervised``: supervised InfoNCE with an instruction on SNLI triplets, SciFact
+  train pairs and WikiQA train (hard negatives where the rows have them), Matryoshka 128 and
+  the binary-aware term;
+- ``minilm-scifact``: all-MiniLM-L6-v2, every weight trained, on the SciFact train pairs with
+  hard negatives mined by ``llmvec mine`` from an index of the SciFact corpus.
+
+Settings are chosen on STS-B dev and the dev splits (never on test); STS-B test and SciFact test
+are reported as they come out. Figures: STS-B Spearman x100, SciFact nDCG@10 x100 (float32,
+Matryoshka 128 and binary with rescoring for the supervised recipe). Writes
+benchmarks/results/training.json (one entry per recipe, merged into what is there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from _report import DATA, RESULTS, machine, versions, write_report
+
+from llmvec import Encoder
+from llmvec.evaluation import evaluate_retrieval, evaluate_sts
+
+STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
+STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
+SCIFACT = DATA / "scifact"
+TRAIN = DATA / "train"
+SCIFACT_INSTRUCTION = "Given a scientific claim, retrieve documents that support or refute it"
+
+
+def sts(encoder: Encoder) -> dict[str, float]:
+    return {
+        "sts_dev": round(float(evaluate_sts(encoder, STS_DEV)["spearman"]), 2),
+        "sts_test": round(float(evaluate_sts(encoder, STS_TEST)["spearman"]), 2),
+    }
+
+
+def scifact(encoder: Encoder, instruction: str | None, **options: Any) -> float:
+    result = evaluate_retrieval(encoder, SCIFACT, query_instruction=instruction, **options)
+    return round(float(result["ndcg@10"]), 2)
+
+
+def scifact_pairs(scratch: Path) -> Path:
+    """SciFact train claims with their cited abstracts as (query, positive) rows."""
+    path = scratch / "scifact_pairs.jsonl"
+    with (
+        (TRAIN / "scifact_train_pairs.jsonl").open(encoding="utf-8") as source,
+        path.open("w", encoding="utf-8") as target,
+    ):
+        for line in source:
+            row = json.loads(line)
+            positive = f"{row['title']} {row['text']}".strip()
+            target.write(json.dumps({"query": row["query"], "positive": positive}) + "\n")
+    return path
+
+
+def wikiqa_triplets(scratch: Path) -> Path:
+    """WikiQA train questions with a negative (rows without one are left out)."""
+    from llmvec.training.data import load_triplets
+
+    rows = [r for r in load_triplets(TRAIN / "wikiqa_train.jsonl") if r["negative"]]
+    path = scratch / "wikiqa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def run_ke_simcse(budget: float, scratch: Path) -> dict[str, Any]:
+    from llmvec.training.stages import train_simcse
+
+    recipe = {"template": "ke"}
+    before = sts(Encoder("smollm2", **recipe))
+    folder = train_simcse(
+        "smollm2",
+        str(TRAIN / "sentences_ccby_pd.txt.gz"),
+        str(scratch / "ke-simcse"),
+        batch_size=32,
+        learning_rate=1e-4,
+        max_length=64,
+        time_budget_s=budget,
+        eval_sts=str(STS_DEV),
+        eval_steps=50,
+        save_steps=50,
+        show_progress=False,
+        **recipe,
+    )
+    trained = Encoder(str(folder))
+    return {"before": before, "after": {**sts(trained), "scifact": scifact(trained, None)},
+            **_run_facts(folder)}  # fmt: skip
+
+
+def run_llm2vec(budget: float, scratch: Path) -> dict[str, Any]:
+    from llmvec.training.stages import train_mntp, train_simcse
+
+    before = sts(Encoder("smollm2", pooling="mean"))
+    sentences = str(TRAIN / "sentences_ccby_pd.txt.gz")
+    mntp = train_mntp(
+        "smollm2", sentences, str(scratch / "mntp"), batch_size=32, max_length=64,
+        learning_rate=5e-5, time_budget_s=budget / 2, save_steps=100, show_progress=False,
+    )  # fmt: skip
+    after_mntp = sts(Encoder(str(mntp)))
+    folder = train_simcse(
+        str(mntp), sentences, str(scratch / "llm2vec-simcse"), batch_size=32, max_length=64,
+        pooling="mean", learning_rate=1e-4, time_budget_s=budget / 2, eval_sts=str(STS_DEV),
+        eval_steps=50, save_steps=50, show_progress=False,
+    )  # fmt: skip
+    trained = Encoder(str(folder))
+    return {"before": before, "after_mntp": after_mntp,
+            "after": {**sts(trained), "scifact": scifact(trained, None)},
+            **_run_facts(folder)}  # fmt: skip
+
+
+def run_supervised(budget: float, scratch: Path) -> dict[str, Any]:
+    from llmvec.training.config import Phase, TrainingConfig
+    from llmvec.training.stages import train
+
+    # Phase 1: rows with hard negatives (SNLI, WikiQA); phase 2: SciFact pairs, in-batch only.
+    hard = (str(TRAIN / "snli_devtest_triplets.csv"), str(wikiqa_triplets(scratch)))
+    config = TrainingConfig(
+        stage="contrastive",
+        model="smollm2",
+        data=(),
+        output=str(scratch / "supervised"),
+        pooling="mean",
+        query_instruction=SCIFACT_INSTRUCTION,
+        max_length=128,
+        batch_size=16,
+        learning_rate=1e-4,
+        matryoshka_dims=(128, 576),
+        binary=True,
+        time_budget_s=budget / 2,
+        save_steps=50,
+        show_progress=False,
+        phases=(Phase(data=hard), Phase(data=(str(scifact_pairs(scratch)),))),
+    )
+    folder = train(config)
+    trained = Encoder(str(folder))
+    return {
+        "before": {"scifact": 21.5, "note": "issue 19's training-free best (KE), not re-run"},
+        "after": {
+            **sts(trained),
+            "scifact": scifact(trained, SCIFACT_INSTRUCTION),
+            "scifact_matryoshka_128": scifact(trained, SCIFACT_INSTRUCTION, truncate_dim=128),
+            "scifact_binary_rescored": scifact(trained, SCIFACT_INSTRUCTION, precision="binary"),
+        },
+        **_run_facts(folder),
+    }
+
+
+def run_minilm(budget: float, scratch: Path) -> dict[str, Any]:
+    from llmvec.evaluation import load_beir
+    from llmvec.index.faiss import FaissIndex
+    from llmvec.training.data import load_triplets
+    from llmvec.training.mining import MiningOptions, mine_hard_negatives, write_triplets
+    from llmvec.training.stages import train_contrastive
+
+    base = Encoder("all-minilm-l6-v2", pooling="mean")
+    before = scifact(base, None)
+    corpus = load_beir(SCIFACT, "test").corpus
+    index = FaissIndex(base)
+    index.add(list(corpus.values()), ids=list(corpus))
+    pairs = [(r["query"], r["positive"]) for r in load_triplets(scifact_pairs(scratch))]
+    rows, report = mine_hard_negatives(
+        index, pairs, MiningOptions(top_k=30, min_rank=5, margin=0.05)
+    )
+    mined = scratch / "scifact_mined.jsonl"
+    write_triplets(rows, mined)
+    folder = train_contrastive(
+        "all-minilm-l6-v2", str(mined), str(scratch / "minilm"), pooling="mean", lora_rank=0,
+        batch_size=32, learning_rate=2e-5, max_length=256, time_budget_s=budget, epochs=1.0,
+        save_steps=50, show_progress=False,
+    )  # fmt: skip
+    trained = Encoder(str(folder))
+    return {"before": {"scifact": before}, "mined": report.__dict__,
+            "after": {"scifact": scifact(trained, None), **sts(trained)},
+            **_run_facts(folder)}  # fmt: skip
+
+
+def _run_facts(folder: Path) -> dict[str, Any]:
+    log = json.loads((folder / "training_log.json").read_text())["log_history"]
+    config = json.loads((folder / "training_config.json").read_text())
+    final = next((e for e in reversed(log) if "train_runtime" in e), {})
+    dev = [e for e in log if "eval_score" in e]
+    return {
+        "steps": final.get("step"),
+        "train_seconds": final.get("train_runtime"),
+        "batch_size": config["batch_size"],
+        "dev_scores": [(e["step"], round(e["eval_score"], 2)) for e in dev],
+    }
+
+
+RECIPES = {
+    "smollm2-ke-simcse": run_ke_simcse,
+    "smollm2-llm2vec": run_llm2vec,
+    "smollm2-supervised": run_supervised,
+    "minilm-scifact": run_minilm,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--budget-min", type=float, default=60.0, help="training minutes each")
+    parser.add_argument("--output", type=Path, default=RESULTS / "training.json")
+    args = parser.parse_args()
+    report = json.loads(args.output.read_text()) if args.output.is_file() else {"recipes": {}}
+    for name in args.recipes:
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory() as scratch:
+            result = RECIPES[name](args.budget_min * 60, Path(scratch))
+        result["wall_seconds"] = round(time.monotonic() - started)
+        result["budget_min"] = args.budget_min
+        report["recipes"][name] = result
+        report.update(machine=machine(), versions=versions("peft", "accelerate", "datasets"))
+        print(name, json.dumps(result), flush=True)
+        write_report(args.output, report)
+
+
+if __name__ == "__main__":
+    main()
