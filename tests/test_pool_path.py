@@ -50,3 +50,29 @@ def test_pool_trains_the_latent_attention_head(tiny_llama: Path) -> None:
 def test_pool_refuses_no_inputs(tiny_llama: Path) -> None:
     with pytest.raises(ValueError, match="at least one input"):
         Encoder(str(tiny_llama)).pool([])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"template": "ke"}, {"template": "prompteol", "pooling": "mean"}],
+    ids=["ke-last-token", "prompteol-mean"],
+)
+def test_a_shared_prefix_run_once_gives_the_same_vectors_and_gradients(
+    tiny_llama: Path, options: dict[str, object]
+) -> None:
+    encoder = Encoder(str(tiny_llama), **options)  # type: ignore[arg-type]
+    model = encoder.backend.model  # type: ignore[union-attr]
+    model.requires_grad_(True)
+    inputs = encoder.tokenize(TEXTS)
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        pooled = encoder.pool(inputs, share_prefix=share)
+        (pooled * torch.linspace(-1, 1, pooled.shape[-1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((pooled.detach(), grads))
+    (plain, plain_grads), (shared, shared_grads) = results
+    torch.testing.assert_close(shared, plain, rtol=1e-4, atol=1e-5)
+    assert plain_grads.keys() == shared_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-3, atol=1e-5, msg=name)

@@ -21,7 +21,13 @@ from llmvec.encoding import pooling as pooling_functions
 from llmvec.encoding.batching import batch_overhead_tokens, pad_batch, plan_batches
 from llmvec.encoding.inputs import InputBuilder
 from llmvec.encoding.latent_attention import LatentAttentionPooling, build_head
-from llmvec.encoding.prefix_cache import PrefixCache, can_cache_prefix, default_prefix_caching
+from llmvec.encoding.prefix_cache import (
+    MIN_CACHED_PREFIX,
+    PrefixCache,
+    can_cache_prefix,
+    common_prefix,
+    default_prefix_caching,
+)
 from llmvec.encoding.recipe import Recipe, resolve_recipe
 from llmvec.encoding.templates import (
     instruction_prefix,
@@ -357,14 +363,17 @@ class Encoder:
         inputs: Sequence[TokenizedText],
         pooling_method: str | None = None,
         layer_index: int | None = None,
+        share_prefix: bool = False,
     ) -> torch.Tensor:
         """Pooled states ``(len(inputs), hidden)`` of inputs built by :meth:`tokenize` (with the
         same ``pooling_method``), as one batch, neither truncated nor normalised: the step that
         :meth:`encode` runs for each of its batches.
 
         Called outside ``torch.inference_mode`` the result keeps its autograd graph, so training
-        runs exactly the forward that inference runs (without the shared-prefix cache, whose
-        states hold no graph).
+        runs exactly the forward that inference runs. With ``share_prefix`` (causal models), the
+        tokens every input starts with (BOS, instruction, template preamble) run once for the
+        batch, their states keeping the graph too: the same vectors and gradients for a fraction
+        of a template's cost (under dropout, the inputs share the prefix's masks).
         """
         if isinstance(self.backend, PooledBackend):
             raise ValueError(
@@ -375,7 +384,12 @@ class Encoder:
             raise ValueError("pool needs at least one input")
         recipe = self.recipe.for_call(pooling_method, None, layer_index, self.backend.num_layers)
         with self._lock:
-            return self._encode_batch(list(inputs), recipe, None)
+            shared = None
+            if share_prefix and can_cache_prefix(self.backend, recipe.layer):
+                common = common_prefix(inputs)
+                if len(common) >= MIN_CACHED_PREFIX:
+                    shared = self.backend.prefix_state(common, recipe.layer)
+            return self._encode_batch(list(inputs), recipe, shared)
 
     def _encode(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TypeGuard
 
 import torch
@@ -34,6 +35,16 @@ def can_cache_prefix(
         logger.debug("prefix caching off: it needs a causal backend that supports it")
         return False
     return layer != 0
+
+
+def common_prefix(tokenized: Sequence[TokenizedText]) -> list[int]:
+    """The ids every input starts with, each input keeping at least one token of its own."""
+    first = tokenized[0].ids
+    length = min(len(item.ids) - 1 for item in tokenized)
+    for item in tokenized:
+        while length and item.ids[:length] != first[:length]:
+            length -= 1
+    return list(first[:length])
 
 
 class PrefixCache:

@@ -123,13 +123,16 @@ class EmbeddingModel(nn.Module):
     def embed(self, inputs: Sequence[TokenizedText]) -> torch.Tensor:
         """Pooled states of ``inputs``, with gradients: inference's own batch step, run on
         length-sorted groups where splitting saves more padding than a pass costs (queries,
-        positives and negatives differ in length)."""
+        positives and negatives differ in length), the prefix every row of a group starts with
+        (a template's preamble, an instruction) run once for the group."""
         device = transformers_backend(self.encoder).device
         lengths = [len(item.ids) for item in inputs]
         groups = plan_batches(lengths, len(inputs), None, batch_overhead_tokens(device))
         if len(groups) == 1:
-            return self.encoder.pool(inputs)
-        pooled = torch.cat([self.encoder.pool([inputs[i] for i in group]) for group in groups])
+            return self.encoder.pool(inputs, share_prefix=True)
+        pooled = torch.cat(
+            [self.encoder.pool([inputs[i] for i in group], share_prefix=True) for group in groups]
+        )
         order = torch.tensor([i for group in groups for i in group], device=pooled.device)
         return pooled[torch.argsort(order)]
 
