@@ -228,7 +228,8 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.steps)
         return
-    results: dict[str, Any] = {}
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    results: dict[str, Any] = previous.get("cases", {})
     for name in args.cases:
         measured = {}
         for engine in ("llmvec", "sentence-transformers"):

@@ -269,3 +269,51 @@ def test_llmvec_train_then_index_and_search_with_the_trained_folder(
 
     spec = FaissIndex.load(str(tmp_path / "store")).spec
     assert spec.model == str(output.resolve()) and "+" in str(spec.model_revision)
+
+
+def test_gradient_checkpointing_trains_the_same_weights(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    options = {"lora_dropout": 0.0, "max_steps": 3}
+    plain = train(_config(tiny_llama, triplets, tmp_path / "plain", **options))
+    checkpointed = train(
+        _config(tiny_llama, triplets, tmp_path / "ckpt", gradient_checkpointing=True, **options)
+    )
+    for a, b in zip(_adapter(plain), _adapter(checkpointed), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_bf16_autocast_run_serves_its_own_vectors(
+    tiny_llama: Path, sentences: Path, tmp_path: Path
+) -> None:
+    run = prepare(_config(tiny_llama, sentences, tmp_path / "out", bf16=True, template="ke"))
+    assert run.trainer.args.bf16
+    folder = run.train()
+    expected = _trained_vectors(run.model, run.encoder, PROBES)
+    # The folder encodes in float32; bf16 autocast only ran the training steps.
+    assert row_cosines(Encoder(str(folder)).encode(PROBES), expected).min() > 0.9999
+
+
+@pytest.mark.slow
+def test_smollm2_simcse_smoke_run(sentences: Path, tmp_path: Path) -> None:
+    """A real 135M model: forward, backward and two LoRA steps, served from its folder."""
+    config = TrainingConfig(
+        stage="simcse",
+        model="smollm2",
+        data=(str(sentences),),
+        output=str(tmp_path / "smollm2"),
+        template="ke",
+        batch_size=4,
+        max_steps=2,
+        max_length=48,
+        save_steps=2,
+        show_progress=False,
+    )
+    run = prepare(config)
+    folder = run.train()
+    losses = [entry["loss"] for entry in run.summary.log if "loss" in entry]
+    assert losses and all(np.isfinite(losses))
+    expected = _trained_vectors(run.model, run.encoder, PROBES)
+    loaded = Encoder(str(folder))
+    assert loaded.dim == 576
+    assert row_cosines(loaded.encode(PROBES), expected).min() > 0.9999

@@ -20,6 +20,11 @@ from llmvec.training.grad_cache import cached_loss
 from llmvec.training.losses import ContrastiveLoss, split_documents
 from llmvec.training.mntp import LMHead
 
+#: A training pass (forward and backward) costs this many times an inference pass in fixed
+#: per-pass work, in padded tokens: at 8, all-MiniLM-L6-v2 steps ran 1.29x faster than at 1 and
+#: SmolLM2's 1.06x (benchmarks/training_speed.py, CPU).
+TRAINING_PASS_COST = 8
+
 
 def transformers_backend(encoder: Encoder) -> TransformersBackend:
     """The encoder's transformers backend; training needs its states and weights."""
@@ -127,7 +132,8 @@ class EmbeddingModel(nn.Module):
         (a template's preamble, an instruction) run once for the group."""
         device = transformers_backend(self.encoder).device
         lengths = [len(item.ids) for item in inputs]
-        groups = plan_batches(lengths, len(inputs), None, batch_overhead_tokens(device))
+        overhead = TRAINING_PASS_COST * batch_overhead_tokens(device)
+        groups = plan_batches(lengths, len(inputs), None, overhead)
         if len(groups) == 1:
             return self.encoder.pool(inputs, share_prefix=True)
         pooled = torch.cat(
