@@ -237,6 +237,22 @@ def test_unknown_option_in_a_configuration_file_is_named(tmp_path: Path) -> None
         TrainingConfig.from_file(path)
 
 
+def test_a_two_phase_configuration_file_round_trips(triplets: Path, tmp_path: Path) -> None:
+    phases = [
+        {"data": [str(triplets)], "in_batch_negatives": True, "max_steps": 2},
+        {"data": [str(triplets)], "in_batch_negatives": False},
+    ]
+    path = tmp_path / "nv-embed.json"
+    options = {"stage": "contrastive", "model": "m", "data": [], "output": "o", "phases": phases}
+    path.write_text(json.dumps(options), encoding="utf-8")
+    config = TrainingConfig.from_file(path, pooling="latent_attention")
+    assert config.phases[1] == Phase(data=(str(triplets),), in_batch_negatives=False)
+    assert TrainingConfig.from_dict(json.loads(config.to_json())) == config
+    bad = {**options, "phases": [{"data": [str(triplets)], "max_steps": 0}]}
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        TrainingConfig.from_dict(bad)
+
+
 def test_a_trained_folder_is_not_overwritten(
     tiny_llama: Path, sentences: Path, tmp_path: Path
 ) -> None:
@@ -317,3 +333,18 @@ def test_smollm2_simcse_smoke_run(sentences: Path, tmp_path: Path) -> None:
     loaded = Encoder(str(folder))
     assert loaded.dim == 576
     assert row_cosines(loaded.encode(PROBES), expected).min() > 0.9999
+
+
+def test_full_fine_tuning_writes_the_weights_into_the_folder(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    run = prepare(_config(tiny_llama, triplets, tmp_path / "out", lora_rank=0, pooling="mean"))
+    folder = run.train()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["base_model"] == "./model" and manifest["adapters"] == []
+    assert (folder / "model" / "model.safetensors").is_file()
+    expected = _trained_vectors(run.model, run.encoder, PROBES)
+    assert row_cosines(Encoder(str(folder)).encode(PROBES), expected).min() > 0.9999
+    (folder / "model" / "config.json").write_text("{}", encoding="utf-8")  # weights changed
+    with pytest.raises(ValueError, match="has changed since training"):
+        Encoder(str(folder))

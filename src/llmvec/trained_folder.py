@@ -42,10 +42,11 @@ class TrainedModel:
     recipe: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON data."""
         data = asdict(self)
         data["adapters"] = list(self.adapters)
-        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        return data
 
 
 def base_fingerprint(base_model: str) -> str | None:

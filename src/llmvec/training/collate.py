@@ -25,9 +25,8 @@ class ContrastiveCollator:
         if "text" in rows[0]:
             sentences = self.encoder.tokenize([row["text"] for row in rows])
             return {"queries": sentences, "positives": sentences, "negatives": []}
-        negatives = [row["negative"] for row in rows if row.get("negative")]
-        if negatives and len(negatives) != len(rows):
-            raise ValueError("every row of a batch needs a negative, or none does")
+        # Every row of a training set has a negative, or none has (checked when it loads).
+        negatives = [row["negative"] for row in rows] if rows[0].get("negative") else []
         return {
             "queries": self.encoder.tokenize(
                 [row["query"] for row in rows], instruction=self.query_instruction

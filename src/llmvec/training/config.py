@@ -29,6 +29,14 @@ class Phase:
     max_steps: int | None = None
     epochs: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError("a phase needs at least one data file")
+        if self.max_steps is not None:
+            _positive("max_steps", self.max_steps)
+        if not self.epochs > 0:
+            raise ValueError(f"a phase's epochs must be positive, got {self.epochs}")
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -126,6 +134,8 @@ class TrainingConfig:
             raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not self.epochs > 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:

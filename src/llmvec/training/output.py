@@ -82,40 +82,31 @@ def write_trained_folder(
         name = f"adapters/{len(earlier) + 1:02d}-{config.stage}"
         peft_model.save_pretrained(str(staging / name), safe_serialization=True)
         adapters.append(name)
-    fingerprint_of = base_fingerprint(base)
-    if not config.trains_adapter:
+    full = not config.trains_adapter
+    if full:
         backbone.save_pretrained(str(staging / FULL_MODEL), safe_serialization=True)
         encoder.backend.tokenizer.save_pretrained(str(staging / FULL_MODEL))
-        base, fingerprint_of = f"./{FULL_MODEL}", None
     head = encoder.latent_head
     if head is not None:
         head.save(staging / HEAD)
+    recipe = _recipe(encoder)
     (staging / CONFIG).write_text(config.to_json(), encoding="utf-8")
     write_json(staging / LOG, {"log_history": summary.log})
-    (staging / CARD).write_text(
-        model_card(config, base, _recipe(encoder), summary, stage_lines), encoding="utf-8"
-    )
-    manifest = TrainedModel(
-        base_model=base,
-        base_fingerprint=fingerprint_of,
-        adapters=tuple(adapters),
-        latent_attention_weights=HEAD if head is not None else None,
-        recipe=_recipe(encoder),
-    )
+    card = model_card(config, base, recipe, summary, stage_lines)
+    (staging / CARD).write_text(card, encoding="utf-8")
     (output / MANIFEST).unlink(missing_ok=True)
     for entry in sorted(staging.iterdir()):
         _replace(entry, output / entry.name)
     staging.rmdir()
-    if not config.trains_adapter:
-        manifest = TrainedModel(
-            base_model=base,
-            base_fingerprint=base_fingerprint(str(output / FULL_MODEL)),
-            recipe=manifest.recipe,
-            latent_attention_weights=manifest.latent_attention_weights,
-        )
-    temporary = output / f".{MANIFEST}.tmp"
-    temporary.write_text(manifest.to_json(), encoding="utf-8")
-    os.replace(temporary, output / MANIFEST)
+    stored_base = f"./{FULL_MODEL}" if full else base
+    manifest = TrainedModel(
+        base_model=stored_base,
+        base_fingerprint=base_fingerprint(str(output / FULL_MODEL) if full else base),
+        adapters=tuple(adapters),
+        latent_attention_weights=HEAD if head is not None else None,
+        recipe=recipe,
+    )
+    write_json(output / MANIFEST, manifest.to_dict())
     return output
 
 
