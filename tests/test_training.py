@@ -219,6 +219,15 @@ def test_bad_configuration_fails_before_the_first_step(
     assert not (tmp_path / "out" / CHECKPOINTS).exists()
 
 
+def test_grad_cache_under_several_processes_is_refused(
+    tiny_llama: Path, triplets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What torchrun sets; the check runs before any process group would be set up.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="GradCache"):
+        prepare(_config(tiny_llama, triplets, tmp_path / "out", cache_chunk_size=4))
+
+
 def test_bad_data_is_named_with_its_file_and_line(tiny_llama: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "q", "positive": "p"}\n{"query": "q2"}\n', encoding="utf-8")

@@ -203,6 +203,12 @@ def prepare(config: TrainingConfig) -> Run:
     if config.eval_fraction and config.stage == "contrastive":
         rows, dev_rows = dev_split(rows, config.eval_fraction, config.seed)
     evaluate = config.eval_sts is not None or dev_rows is not None
+    if config.cache_chunk_size is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Each chunk's backward would all-reduce on its own; the sums would not be the loss's.
+        raise ValueError(
+            "cache_chunk_size (GradCache) runs on one process; under torchrun, raise the "
+            "per-process batch or use gradient_accumulation"
+        )
     if not config.trains_adapter and earlier_stages(config.model)[1]:
         raise ValueError(
             f"{config.model} carries adapters: train it with a LoRA adapter (lora_rank > 0)"
