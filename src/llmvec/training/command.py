@@ -93,7 +93,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--epochs", type=float, default=keep, help="1")
     loop.add_argument("--max-steps", type=int, default=keep, help="stop after N steps")
     loop.add_argument(
-        "--time-budget", dest="time_budget_s", type=float, default=keep, help="stop after N s"
+        "--time-budget",
+        dest="time_budget_s",
+        type=float,
+        default=keep,
+        help="stop (with a checkpoint) after N s; give --max-steps too, so that the warm-up "
+        "and decay of the learning rate span the steps the budget holds, not a whole epoch",
     )
     loop.add_argument("--gradient-accumulation", type=int, default=keep, help="1")
     loop.add_argument("--seed", type=int, default=keep, help="42")

@@ -85,6 +85,8 @@ class TrainingConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     gradient_accumulation: int = 1
+    #: Stop (with a checkpoint) after this many seconds of training. The learning-rate
+    #: schedule spans ``max_steps`` (or the epochs): set ``max_steps`` to what the budget holds.
     time_budget_s: float | None = None
     seed: int = 42
     #: bfloat16 autocast; ``None``: on where the CPU has bf16 matrix units, or on a GPU.
