@@ -22,7 +22,7 @@ from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
 from llmvec.models import DEFAULT_MODEL
-from llmvec.training.command import add_train_arguments, run_train
+from llmvec.training.command import add_train_arguments, train_from_args
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
@@ -642,6 +642,13 @@ def run_mine(args: argparse.Namespace) -> int:
             f"{options.min_rank}..{options.last_rank} at margin {options.margin}",
             file=sys.stderr,
         )
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train one stage (see :mod:`llmvec.training.command`) and say where the model is."""
+    folder = train_from_args(args)
+    print(f"trained {args.stage} model in {folder}")
     return 0
 
 

@@ -4,6 +4,7 @@ flags on top). Only the flags given override; the rest are the configuration's d
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 _EXAMPLES = """\
@@ -127,8 +128,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--no-progress", dest="show_progress", action="store_false", default=keep)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    """Build the stage's configuration (checked before anything loads) and train it."""
+def train_from_args(args: argparse.Namespace) -> Path:
+    """Build the stage's configuration (checked before anything loads), train it, and return
+    the trained folder."""
     from llmvec.models import DEFAULT_MODEL
     from llmvec.training.config import TrainingConfig
     from llmvec.training.stages import train
@@ -151,6 +153,4 @@ def run_train(args: argparse.Namespace) -> int:
                 )
         options.setdefault("model", DEFAULT_MODEL)
         config = TrainingConfig.from_dict(options)
-    folder = train(config)
-    print(f"trained {config.stage} model in {folder}")
-    return 0
+    return train(config)
