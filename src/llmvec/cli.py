@@ -22,6 +22,7 @@ from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
 from llmvec.models import DEFAULT_MODEL
+from llmvec.serving.command import add_serve_arguments, serve_from_args
 from llmvec.training.command import add_train_arguments, train_from_args
 from llmvec.validation import check_positive
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from llmvec.index.base import BaseIndex
     from llmvec.index.records import Id
     from llmvec.index.stores import Store
+    from llmvec.text_encoder import TextEncoder
 
 logger = logging.getLogger("llmvec.cli")
 
@@ -135,6 +137,24 @@ def encoder_from_args(args: argparse.Namespace) -> Encoder:
     from llmvec.encoder import Encoder
 
     return Encoder(**encoder_kwargs(args))
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server (llmvec serve)")
+    group.add_argument(
+        "--server",
+        metavar="URL",
+        help="take the vectors from an `llmvec serve` server (http://HOST:PORT) instead of "
+        "loading a model; its spec is checked against the store's",
+    )
+    group.add_argument("--server-api-key", help="the server's API key (default: $LLMVEC_API_KEY)")
+
+
+def remote_encoder(args: argparse.Namespace) -> TextEncoder:
+    """The :class:`~llmvec.serving.RemoteEncoder` of ``--server``."""
+    from llmvec.serving import RemoteEncoder
+
+    return RemoteEncoder(args.server, api_key=args.server_api_key)
 
 
 def _store_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,6 +267,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     )
     ray.add_argument("--actors", type=int, default=1, help="encoder actors on Ray (1)")
     ray.add_argument("--gpus-per-actor", type=float, help="GPUs each Ray actor reserves")
+    _server_arguments(parser)
     add_encoder_arguments(parser)
     _progress_arguments(parser)
 
@@ -291,7 +312,7 @@ def _index_here(args: argparse.Namespace, store: Store, loaded: Loaded) -> tuple
     from llmvec.index.stores import create_store, finish_store
 
     chunks = loaded.chunks
-    encoder = encoder_from_args(args)
+    encoder = remote_encoder(args) if args.server else encoder_from_args(args)
     index = create_store(store, encoder, args.precision)
     try:
         show = sys.stderr.isatty() if args.progress is None else args.progress
@@ -319,7 +340,7 @@ def _index_on_ray(args: argparse.Namespace, store: Store, loaded: Loaded) -> tup
     import ray.data
 
     from llmvec.index.stores import finish_store, open_store
-    from llmvec.ray import Columns, connect, index_dataset
+    from llmvec.ray import Columns, EncoderConfig, connect, index_dataset
 
     connect(args.ray)
     if args.progress is not None:
@@ -331,7 +352,7 @@ def _index_on_ray(args: argparse.Namespace, store: Store, loaded: Loaded) -> tup
         written = index_dataset(
             dataset,
             store,
-            encoder_kwargs(args),
+            EncoderConfig(server=args.server) if args.server else encoder_kwargs(args),
             precision=args.precision,
             columns=Columns(metadata=tuple(chunks[0].metadata)),
             concurrency=args.actors,
@@ -393,18 +414,24 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     _store_arguments(parser)
     parser.add_argument("-k", type=int, default=5, metavar="N", help="number of hits (default: 5)")
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    _server_arguments(parser)
 
 
 def run_search(args: argparse.Namespace) -> int:
     """Search a store with the encoder its spec describes; print one hit per line."""
-    from llmvec.index.specs import encoder_for
+    from llmvec.index.specs import check_spec, encoder_for
     from llmvec.index.stores import open_store
 
     check_positive("k", args.k)
     store = store_from_args(args)
     index = open_store(store)
     try:
-        encoder = encoder_for(index.spec, what=f"store {store}", device=args.device)
+        encoder: TextEncoder
+        if args.server:
+            encoder = remote_encoder(args)
+            check_spec(index.spec, encoder.spec, what=f"store {store}")
+        else:
+            encoder = encoder_for(index.spec, what=f"store {store}", device=args.device)
         hits = index.search(encoder.encode_queries([args.query])[0], k=args.k)
     finally:
         index.close()
@@ -645,6 +672,19 @@ def run_mine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_serve_arguments(parser)
+    add_encoder_arguments(parser)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve the encoder until SIGTERM or Ctrl-C drains the server."""
+    if args.served:
+        args.model = args.served
+    serve_from_args(args, encoder_kwargs(args))
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train one stage (see :mod:`llmvec.training.command`) and say where the model is."""
     folder = train_from_args(args)
@@ -674,6 +714,12 @@ COMMANDS: list[Command] = [
         "train an embedder: LLM2Vec's mntp, simcse, or supervised contrastive",
         add_train_arguments,
         run_train,
+    ),
+    Command(
+        "serve",
+        "an OpenAI-compatible /v1/embeddings server with dynamic batching",
+        _serve_arguments,
+        run_serve,
     ),
     Command(
         "mine",

@@ -10,6 +10,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -328,6 +329,24 @@ class Encoder:
             return quantize(vectors.numpy(), precision)
         return vectors if convert_to == "torch" else vectors.numpy()
 
+    def encode_inputs(
+        self,
+        inputs: Sequence[TokenizedText],
+        instruction: str | None = None,
+        normalize: bool | None = None,
+    ) -> np.ndarray:
+        """Float32 vectors ``(len(inputs), dim)`` of inputs built by
+        ``tokenize(texts, instruction=instruction)``: what :meth:`encode` returns for those
+        texts, without tokenizing them again (a server tokenizes once to count and check)."""
+        recipe = self.recipe.for_call(None, None, None, self.backend.num_layers)
+        prefix = instruction_prefix(instruction, self.instruction_format)
+        normalize = self.normalize if normalize is None else normalize
+        with self._lock:
+            vectors = self._encode_tokenized(
+                list(inputs), recipe, prefix, self.batch_size, normalize, False
+            )
+        return vectors.numpy()
+
     def encode_queries(
         self, texts: str | Sequence[str], instruction: str | None = None, **kwargs: Any
     ) -> Any:
@@ -408,8 +427,23 @@ class Encoder:
             template=template_wrapper(recipe.template),
             append_eos=recipe.pooling == "eos_token",
         )
+        return self._encode_tokenized(
+            tokenized, recipe, prefix, batch_size, normalize, show_progress
+        )
+
+    def _encode_tokenized(
+        self,
+        tokenized: list[TokenizedText],
+        recipe: Recipe,
+        prefix: str,
+        batch_size: int,
+        normalize: bool,
+        show_progress: bool | None,
+    ) -> torch.Tensor:
+        if not tokenized:
+            return torch.empty((0, self.dim), dtype=torch.float32)
         if show_progress is None:
-            show_progress = sys.stderr.isatty() and len(texts) > batch_size
+            show_progress = sys.stderr.isatty() and len(tokenized) > batch_size
         if isinstance(self.backend, PooledBackend):
             # The engine batches and pools by itself.
             pooled = self.backend.embed(tokenized, recipe.pooling, recipe.layer, show_progress)
@@ -420,12 +454,12 @@ class Encoder:
             self.max_tokens_per_batch,
             batch_overhead_tokens(self.backend.device),
         )
-        output = torch.empty((len(texts), self.dim), dtype=torch.float32)
+        output = torch.empty((len(tokenized), self.dim), dtype=torch.float32)
         with (
             torch.inference_mode(),
             reuse_freed_memory() if self.backend.device.type == "cpu" else nullcontext(),
             tqdm(
-                total=len(texts), disable=not show_progress, desc="llmvec encode", unit="text"
+                total=len(tokenized), disable=not show_progress, desc="llmvec encode", unit="text"
             ) as progress,
         ):
             shared = self._shared_prefix(tokenized, recipe, prefix)

@@ -13,11 +13,12 @@ from transformers import PreTrainedTokenizerBase
 
 @dataclass(frozen=True)
 class TokenizedText:
-    """Token ids of one input (built by :class:`~llmvec.encoding.inputs.InputBuilder`) and the
-    first index that pooling may read."""
+    """Token ids of one input (built by :class:`~llmvec.encoding.inputs.InputBuilder`), the
+    first index that pooling may read, and whether the text was cut to fit ``max_length``."""
 
     ids: list[int]
     pool_start: int
+    truncated: bool = False
 
 
 @runtime_checkable

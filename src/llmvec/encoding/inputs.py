@@ -155,12 +155,11 @@ class InputBuilder:
         for row, row_ids, row_offsets in zip(long, alone_ids, alone_offsets, strict=True):
             # The first cut drops as many tokens as the prompt is over.
             cuts[row] = _Cut(row_offsets, max(len(row_ids) - (len(ids[row]) - budget), 0))
-        for row, (row_ids, row_offsets) in self._truncate(
-            texts, cuts, prefix, template, budget
-        ).items():
+        truncated = self._truncate(texts, cuts, prefix, template, budget)
+        for row, (row_ids, row_offsets) in truncated.items():
             ids[row], offsets[row] = row_ids, row_offsets
         results = []
-        for text_ids, text_offsets in zip(ids, offsets, strict=True):
+        for row, (text_ids, text_offsets) in enumerate(zip(ids, offsets, strict=True)):
             # A token belongs to the instruction when it ends inside the instruction's characters;
             # one that straddles the boundary ("▁word" after "Query:") carries text and is pooled.
             pool_start = sum(1 for _, end in text_offsets if end <= len(prefix)) if prefix else 0
@@ -168,7 +167,8 @@ class InputBuilder:
             if not body:
                 body = [self.pad_token_id if self.eos_token_id is None else self.eos_token_id]
             skipped = len(self.prefix_ids) if not self.pool_prefix_specials or prefix else 0
-            results.append(TokenizedText(body, min(skipped + pool_start, len(body) - 1)))
+            pool_from = min(skipped + pool_start, len(body) - 1)
+            results.append(TokenizedText(body, pool_from, truncated=row in truncated))
         return results
 
     def head_ids(self, prefix: str, template: Wrapper) -> list[int]:

@@ -18,7 +18,7 @@ from llmvec.spec import EmbeddingSpec
 from llmvec.validation import as_text_list, check_positive
 
 if TYPE_CHECKING:
-    from llmvec.encoder import Encoder
+    from llmvec.text_encoder import TextEncoder
 
 
 @runtime_checkable
@@ -63,12 +63,12 @@ class BaseIndex(ABC):
 
     spec: EmbeddingSpec
 
-    def __init__(self, encoder: Encoder | None, spec: EmbeddingSpec) -> None:
+    def __init__(self, encoder: TextEncoder | None, spec: EmbeddingSpec) -> None:
         self._encoder = encoder
         self.spec = spec
 
     @property
-    def encoder(self) -> Encoder:
+    def encoder(self) -> TextEncoder:
         """The query/document encoder; built from the stored spec on first use if none given."""
         if self._encoder is None:
             self._encoder = encoder_for(self.spec, what=type(self).__name__)

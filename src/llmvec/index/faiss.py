@@ -52,7 +52,7 @@ from llmvec.spec import EmbeddingSpec
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
-    from llmvec.encoder import Encoder
+    from llmvec.text_encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class FaissIndex(BaseIndex):
 
     def __init__(
         self,
-        encoder: Encoder | None = None,
+        encoder: TextEncoder | None = None,
         precision: str = "float32",
         kind: str = "flat",
         *,
@@ -359,7 +359,7 @@ class FaissIndex(BaseIndex):
         }
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], encoder: Encoder | None = None) -> FaissIndex:
+    def load(cls, path: str | os.PathLike[str], encoder: TextEncoder | None = None) -> FaissIndex:
         """Open an index written by :meth:`save`.
 
         With ``encoder``, its spec must match the stored one (a ``ValueError`` names the

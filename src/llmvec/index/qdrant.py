@@ -63,7 +63,7 @@ from llmvec.spec import EmbeddingSpec
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
-    from llmvec.encoder import Encoder
+    from llmvec.text_encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class QdrantIndex(BaseIndex):
 
     def __init__(
         self,
-        encoder: Encoder | None = None,
+        encoder: TextEncoder | None = None,
         collection: str = "llmvec",
         *,
         location: str | None = None,
@@ -219,7 +219,7 @@ class QdrantIndex(BaseIndex):
     def load(
         cls,
         path: str | os.PathLike[str] | None = None,
-        encoder: Encoder | None = None,
+        encoder: TextEncoder | None = None,
         *,
         collection: str = "llmvec",
         url: str | None = None,

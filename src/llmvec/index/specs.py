@@ -9,6 +9,7 @@ from llmvec.spec import EmbeddingSpec
 
 if TYPE_CHECKING:
     from llmvec.encoder import Encoder
+    from llmvec.text_encoder import TextEncoder
 
 
 def check_spec(stored: EmbeddingSpec, encoder_spec: EmbeddingSpec, what: str) -> None:
@@ -25,7 +26,7 @@ def check_spec(stored: EmbeddingSpec, encoder_spec: EmbeddingSpec, what: str) ->
         check_model_location(stored, what)
 
 
-def index_spec(encoder: Encoder | None, spec: EmbeddingSpec | None, what: str) -> EmbeddingSpec:
+def index_spec(encoder: TextEncoder | None, spec: EmbeddingSpec | None, what: str) -> EmbeddingSpec:
     """The spec a new index stores: ``spec``, checked against the encoder's, else the encoder's."""
     if spec is None:
         if encoder is None:

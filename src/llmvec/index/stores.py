@@ -27,7 +27,7 @@ from llmvec.index.specs import check_spec
 from llmvec.index.storage import writer_lock
 
 if TYPE_CHECKING:
-    from llmvec.encoder import Encoder
+    from llmvec.text_encoder import TextEncoder
 
 SCHEMES = ("faiss", "qdrant", "qdrant-edge", "qdrant+http", "qdrant+https")
 DEFAULT_COLLECTION = "llmvec"
@@ -134,7 +134,7 @@ def check_store_precision(store: Store, precision: str) -> str:
     return precision
 
 
-def open_store(store: Store, encoder: Encoder | None = None) -> BaseIndex:
+def open_store(store: Store, encoder: TextEncoder | None = None) -> BaseIndex:
     """Open an existing index with its stored settings (the encoder is checked, or built from
     the stored spec on the first text query)."""
     if store.family == "faiss":
@@ -156,7 +156,7 @@ def open_store(store: Store, encoder: Encoder | None = None) -> BaseIndex:
 
 
 def create_store(
-    store: Store, encoder: Encoder | None, precision: str, **options: Any
+    store: Store, encoder: TextEncoder | None, precision: str, **options: Any
 ) -> BaseIndex:
     """A new index for ``store``, or the existing one after checking that its spec and precision
     match ``encoder`` and ``precision``. ``encoder`` may be ``None`` when ``options`` give the

@@ -74,7 +74,7 @@ class EmbedBatch:
     def __call__(self, batch: Any) -> Any:
         """Add the vector column to a numpy (dict) or pandas batch."""
         texts = self._texts(batch)
-        vectors = self.encoder.encode_documents(texts, show_progress=False)
+        vectors = self.encoder.encode_documents(texts)
         if isinstance(batch, Mapping):
             return {**batch, self.columns.vector: vectors}
         return batch.assign(**{self.columns.vector: list(vectors)})
