@@ -450,3 +450,68 @@ def test_bad_flags_fail_before_the_model_loads(
     flags = [str(bad) if flag == "CALIBRATION" else flag for flag in flags]
     assert main(["serve", "no/such/model", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- a server as the encoder
+def test_index_and_search_through_a_server(
+    server: str, encoder: Encoder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmvec.cli import main
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for number, text in enumerate(TEXTS):
+        (folder / f"{number}.txt").write_text(text + "\n", encoding="utf-8")
+    store = f"faiss:{tmp_path / 'store'}"
+    assert main(["index", str(folder), "--store", store, "--server", server]) == 0
+    assert "indexed 8 chunks" in capsys.readouterr().out
+    assert main(["search", "capital of France", "--store", store, "--server", server]) == 0
+    remote_hits = capsys.readouterr().out
+    # The same store searched with the local encoder that the stored spec names.
+    assert main(["search", "capital of France", "--store", store]) == 0
+    assert capsys.readouterr().out == remote_hits
+    assert len(remote_hits.splitlines()) == 5
+
+
+def test_a_server_whose_vectors_differ_is_refused_by_the_store(
+    server: str,
+    encoder: Encoder,
+    tiny_llama: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from llmvec import FaissIndex
+    from llmvec.cli import main
+
+    index = FaissIndex(RemoteEncoder(server))
+    index.add(TEXTS, ids=list(range(len(TEXTS))))
+    local = FaissIndex(encoder)
+    local.add(TEXTS, ids=list(range(len(TEXTS))))
+    question = "What is the capital of France?"
+    assert [h.id for h in index.search(question, k=3)] == [
+        h.id for h in local.search(question, k=3)
+    ]
+    index.save(tmp_path / "store")
+    other = Encoder(str(tiny_llama), pooling="last_token", query_instruction=INSTRUCTION)
+    with running(build_app(other)) as (url, _):
+        store = f"faiss:{tmp_path / 'store'}"
+        assert main(["search", "France", "--store", store, "--server", url]) == 2
+        assert "pooling" in capsys.readouterr().err
+        folder = tmp_path / "more"
+        folder.mkdir()
+        (folder / "a.txt").write_text("more text\n", encoding="utf-8")
+        assert main(["index", str(folder), "--store", store, "--server", url]) == 2
+        assert "pooling" in capsys.readouterr().err
+    assert len(FaissIndex.load(tmp_path / "store")) == len(TEXTS)
+
+
+@pytest.mark.slow
+def test_minilm_served_equals_minilm_local(minilm: Encoder) -> None:
+    import openai
+
+    sentences = [line for line in TEXTS for _ in range(4)]
+    with running(build_app(minilm)) as (url, _):
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused")
+        created = client.embeddings.create(input=sentences, model=minilm.model_name)
+    got = np.array([item.embedding for item in created.data], dtype=np.float32)
+    assert_same(got, minilm.encode_documents(sentences))

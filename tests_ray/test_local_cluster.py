@@ -195,3 +195,20 @@ def test_bad_input_fails_before_anything_is_written(
             ray.data.from_items(rows), encoder, qdrant_server.url, columns=Columns(), writers=1
         )
     assert [r for r in qdrant_server.requests if r[0] != "GET"] == [], "something was written"
+
+
+def test_actors_take_their_vectors_from_an_llmvec_server(
+    minilm: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
+    from llmvec.ray import EncoderConfig
+    from llmvec.serving.app import build_app
+    from llmvec.serving.server import running
+
+    with running(build_app(minilm)) as (url, _):
+        assert EncoderConfig.of(url) == EncoderConfig(server=url)
+        rows = embed(corpus(sentences[:300]), url, concurrency=2, batch_size=50).take_all()
+        ids = [int(row["id"]) for row in rows]
+        assert_same_vectors(ids, np.stack([row["vector"] for row in rows]), reference[:300])
+        other = minilm.spec.replace(pooling="last_token")
+        with pytest.raises(ValueError, match="pooling"):
+            EncoderConfig(spec=other, server=url).build()
