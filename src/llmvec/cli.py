@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
+from llmvec.backends import BACKENDS
 from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
@@ -75,6 +76,13 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"packaged model name, hub id, local folder or .gguf file (default: {DEFAULT_MODEL})",
     )
     group.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="transformers",
+        help="transformers (default), static (a codebook's averages) or vllm (vLLM's pooling "
+        "runner, pip install vllm)",
+    )
+    group.add_argument(
         "--pooling",
         choices=TOKEN_POOLING_METHODS,
         help="pooling method (default: last_token with a template, else mean)",
@@ -117,6 +125,7 @@ def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     compiled = {"compile": True} if args.compile else {}
     return {
         "model": args.model,
+        "backend": args.backend,
         "device": args.device,
         "dtype": args.dtype,
         "pooling": args.pooling,

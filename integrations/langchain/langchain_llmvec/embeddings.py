@@ -1,14 +1,19 @@
-"""``LLMVecEmbeddings``: LangChain's ``Embeddings`` interface over an :class:`llmvec.Encoder`."""
+"""``LLMVecEmbeddings``: LangChain's ``Embeddings`` interface over an :class:`llmvec.Encoder`
+or an ``llmvec serve`` server (:class:`llmvec.serving.RemoteEncoder`)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
 
 from llmvec import EmbeddingSpec, Encoder
+from llmvec.text_encoder import TextEncoder
 from llmvec.validation import check_text, check_text_list
+
+if TYPE_CHECKING:
+    from llmvec.serving import RemoteEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -36,28 +41,56 @@ class LLMVecEmbeddings(Embeddings):
     thread, off the event loop. The encoder is safe to share (between threads, and between
     wrappers around it): concurrent calls give the same vectors as sequential ones.
 
+    Or from an ``llmvec serve`` server (``pip install "langchain-llmvec[server]"``), whose
+    instructions and :attr:`spec` are the server's::
+
+        embeddings = LLMVecEmbeddings(base_url="http://127.0.0.1:8080", api_key="...")
+
     Args:
-        encoder: an :class:`llmvec.Encoder` to use as it is.
+        encoder: an :class:`llmvec.Encoder` (or :class:`llmvec.serving.RemoteEncoder`) to use
+            as it is.
+        base_url: otherwise, the URL of an ``llmvec serve`` server.
+        api_key: the server's key (default: the ``LLMVEC_API_KEY`` environment variable).
         **encoder_kwargs: otherwise, the arguments of :class:`llmvec.Encoder` (``model``,
             ``pooling``, ``template``, ``layer``, ``query_instruction``,
             ``document_instruction``, ``instruction_format``, ``truncate_dim``,
             ``batch_size``, ``device``, ``dtype``...).
     """
 
-    def __init__(self, encoder: Encoder | None = None, **encoder_kwargs: Any) -> None:
-        if encoder is None:
+    def __init__(
+        self,
+        encoder: Encoder | RemoteEncoder | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        **encoder_kwargs: Any,
+    ) -> None:
+        if base_url is not None:
+            if encoder is not None or encoder_kwargs:
+                given = ["encoder"] if encoder is not None else sorted(encoder_kwargs)
+                raise ValueError(
+                    "pass either base_url or an encoder / encoder arguments, not both: the "
+                    f"server's encoder decides (got base_url={base_url!r} and {given})"
+                )
+            from llmvec.serving import RemoteEncoder
+
+            encoder = RemoteEncoder(base_url, api_key=api_key)
+        elif api_key is not None:
+            raise ValueError("api_key is the key of a server: pass base_url=... with it")
+        elif encoder is None:
             encoder = Encoder(**encoder_kwargs)
-        elif not isinstance(encoder, Encoder):
+        elif not isinstance(encoder, TextEncoder):
             raise TypeError(
-                f"encoder must be an llmvec.Encoder, got {type(encoder).__name__} ({encoder!r}); "
-                "to load a model by name pass it as model=..."
+                f"encoder must be an llmvec.Encoder or llmvec.serving.RemoteEncoder, got "
+                f"{type(encoder).__name__} ({encoder!r}); to load a model by name pass it as "
+                "model=..., to use a server pass base_url=..."
             )
         elif encoder_kwargs:
             raise ValueError(
                 f"pass either an encoder or encoder arguments, not both (got encoder={encoder!r} "
                 f"and {sorted(encoder_kwargs)})"
             )
-        self.encoder = encoder
+        self.encoder: TextEncoder = encoder
 
     @property
     def spec(self) -> EmbeddingSpec:

