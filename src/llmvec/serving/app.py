@@ -57,7 +57,7 @@ class ServerConfig:
     api_key: str | None = None
     limits: Limits = field(default_factory=Limits)
     max_batch_tokens: int = 16384
-    max_wait_s: float = 0.002
+    max_wait_s: float = 0.0
     calibration: Calibration | None = None
 
 

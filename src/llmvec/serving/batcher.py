@@ -63,7 +63,9 @@ class Batcher:
         encoder: the encoder; only the batcher's thread calls it.
         max_batch_tokens: a batch is closed once its requests hold this many tokens (a larger
             request runs alone; the encoder cuts it into its own batches).
-        max_wait_s: how long the first request of a batch waits for others.
+        max_wait_s: how long the first request of a batch waits for others. ``0``: a batch
+            starts as soon as the worker is free, with what has arrived; the requests that come
+            while it runs form the next one (under load, batches fill without waiting).
         truncate: ``False`` answers a 400 for an input over the encoder's ``max_length``
             instead of cutting it.
         observer: told each batch's size and each request's queue wait.
@@ -73,7 +75,7 @@ class Batcher:
         self,
         encoder: Encoder,
         max_batch_tokens: int = 16384,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.0,
         truncate: bool = True,
         observer: BatchObserver | None = None,
     ) -> None:

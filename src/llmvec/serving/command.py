@@ -50,8 +50,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     batching.add_argument(
         "--max-wait-ms",
         type=float,
-        default=2.0,
-        help="how long a batch's first request waits for others (2 ms)",
+        default=0.0,
+        help="how long a batch's first request waits for others (0: none; requests that "
+        "arrive while a batch runs form the next one)",
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-inputs", type=int, default=2048, help="texts per request (2048)")
