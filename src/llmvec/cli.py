@@ -53,6 +53,8 @@ examples:
   llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
   llmvec encode "a sentence" "another one" --output vectors.npy
   llmvec bench sentences.txt --template ke --compare llemb
+  llmvec serve all-minilm-l6-v2 --port 8080
+  llmvec search "how do bees communicate?" --server http://127.0.0.1:8080
 """
 
 
@@ -112,11 +114,32 @@ def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
         help="float32, bfloat16, float16 (default auto: float32 on CPU, bfloat16 on GPU)",
     )
     group.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        type=_backend_option,
+        metavar="KEY=VALUE",
+        help="an argument of the backend, VALUE read as JSON where it parses (repeatable; "
+        "vLLM: gpu_memory_utilization=0.3, max_model_len=512...)",
+    )
+    group.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the model's blocks: slower first batches, then faster ones "
         "(transformers backend; worth it for large inputs)",
     )
+
+
+def _backend_option(text: str) -> tuple[str, Any]:
+    key, equals, value = text.partition("=")
+    if not equals or not key.isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with a Python name as KEY, got {text!r}"
+        )
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,6 +161,7 @@ def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "max_tokens_per_batch": args.max_tokens_per_batch,
         **compiled,
+        **dict(args.backend_option),
     }
 
 

@@ -91,7 +91,9 @@ def serve(
 def running(app: Starlette, drain_timeout_s: float = 30.0) -> Iterator[tuple[str, DrainingServer]]:
     """Serve ``app`` on a free loopback port in a background thread (a notebook, a test);
     yields the base URL and the server, and stops it on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # a response written in two parts waits 40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
