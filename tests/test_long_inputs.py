@@ -43,7 +43,7 @@ LONG_TEXTS = {
 def reference(builder: InputBuilder, text: str, prefix: str, template: Wrapper) -> TokenizedText:
     """A plain reference: ``prefix + template(text)`` tokenized whole; where it does not fit,
     the text alone tokenized whole and cut at the end of its tokens, first by as many tokens as
-    the prompt is over, then one more while it still does not fit."""
+    the prompt is over, then one more while it still does not fit (and marked truncated)."""
 
     def tokenize(string: str) -> tuple[list[int], list[tuple[int, int]]]:
         encoded = builder.tokenizer(string, add_special_tokens=False, return_offsets_mapping=True)
@@ -51,7 +51,8 @@ def reference(builder: InputBuilder, text: str, prefix: str, template: Wrapper) 
 
     budget = builder.max_length - len(builder.prefix_ids) - len(builder.suffix_ids)
     ids, offsets = tokenize(prefix + template.apply(text))
-    if len(ids) > budget:
+    truncated = len(ids) > budget
+    if truncated:
         own_ids, own_offsets = tokenize(text)
         keep = max(len(own_ids) - (len(ids) - budget), 0)
         while True:
@@ -63,7 +64,7 @@ def reference(builder: InputBuilder, text: str, prefix: str, template: Wrapper) 
     pool_start = sum(1 for _, end in offsets if end <= len(prefix)) if prefix else 0
     body = [*builder.prefix_ids, *ids, *builder.suffix_ids]
     skipped = len(builder.prefix_ids) if not builder.pool_prefix_specials or prefix else 0
-    return TokenizedText(body, min(skipped + pool_start, len(body) - 1))
+    return TokenizedText(body, min(skipped + pool_start, len(body) - 1), truncated=truncated)
 
 
 #: Texts a window must grow to cover: their spaces give WordPiece no token, and the words after

@@ -322,7 +322,8 @@ class Encoder:
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
         with self._lock:
-            vectors = self._encode(items, recipe, prefix, batch_size, normalize, show_progress)
+            tokenized = self._build(items, recipe, prefix)
+            vectors = self._encode(tokenized, recipe, prefix, batch_size, normalize, show_progress)
         if precision != "float32":
             from llmvec.compress import quantize
 
@@ -342,9 +343,7 @@ class Encoder:
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
         with self._lock:
-            vectors = self._encode_tokenized(
-                list(inputs), recipe, prefix, self.batch_size, normalize, False
-            )
+            vectors = self._encode(list(inputs), recipe, prefix, self.batch_size, normalize, False)
         return vectors.numpy()
 
     def encode_queries(
@@ -369,13 +368,9 @@ class Encoder:
         recipe = self.recipe.for_call(
             pooling_method, prompt_template, None, self.backend.num_layers
         )
+        prefix = instruction_prefix(instruction, self.instruction_format)
         with self._lock:
-            return self.inputs.build(
-                as_text_list(texts),
-                prefix=instruction_prefix(instruction, self.instruction_format),
-                template=template_wrapper(recipe.template),
-                append_eos=recipe.pooling == "eos_token",
-            )
+            return self._build(as_text_list(texts), recipe, prefix)
 
     def pool(
         self,
@@ -410,28 +405,16 @@ class Encoder:
                     shared = self.backend.prefix_state(common, recipe.layer)
             return self._encode_batch(list(inputs), recipe, shared)
 
-    def _encode(
-        self,
-        texts: list[str],
-        recipe: Recipe,
-        prefix: str,
-        batch_size: int,
-        normalize: bool,
-        show_progress: bool | None,
-    ) -> torch.Tensor:
-        if not texts:
-            return torch.empty((0, self.dim), dtype=torch.float32)
-        tokenized = self.inputs.build(
+    def _build(self, texts: list[str], recipe: Recipe, prefix: str) -> list[TokenizedText]:
+        """The inputs of ``texts`` under ``recipe``'s template, after ``prefix``."""
+        return self.inputs.build(
             texts,
             prefix=prefix,
             template=template_wrapper(recipe.template),
             append_eos=recipe.pooling == "eos_token",
         )
-        return self._encode_tokenized(
-            tokenized, recipe, prefix, batch_size, normalize, show_progress
-        )
 
-    def _encode_tokenized(
+    def _encode(
         self,
         tokenized: list[TokenizedText],
         recipe: Recipe,

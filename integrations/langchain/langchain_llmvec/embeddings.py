@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.embeddings import Embeddings
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.text_encoder import TextEncoder
+from llmvec.text_encoder import TextEncoder, server_encoder
 from llmvec.validation import check_text, check_text_list
 
 if TYPE_CHECKING:
@@ -65,18 +65,10 @@ class LLMVecEmbeddings(Embeddings):
         api_key: str | None = None,
         **encoder_kwargs: Any,
     ) -> None:
-        if base_url is not None:
-            if encoder is not None or encoder_kwargs:
-                given = ["encoder"] if encoder is not None else sorted(encoder_kwargs)
-                raise ValueError(
-                    "pass either base_url or an encoder / encoder arguments, not both: the "
-                    f"server's encoder decides (got base_url={base_url!r} and {given})"
-                )
-            from llmvec.serving import RemoteEncoder
-
-            encoder = RemoteEncoder(base_url, api_key=api_key)
-        elif api_key is not None:
-            raise ValueError("api_key is the key of a server: pass base_url=... with it")
+        given = [*(["encoder"] if encoder is not None else []), *encoder_kwargs]
+        remote = server_encoder(base_url, api_key, given)
+        if remote is not None:
+            encoder = remote
         elif encoder is None:
             encoder = Encoder(**encoder_kwargs)
         elif not isinstance(encoder, TextEncoder):

@@ -12,7 +12,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_EMBED_BATCH_SIZE
 
 from llmvec import EmbeddingSpec, Encoder
-from llmvec.text_encoder import TextEncoder
+from llmvec.text_encoder import TextEncoder, server_encoder
 from llmvec.validation import check_text, check_text_list
 
 if TYPE_CHECKING:
@@ -97,19 +97,11 @@ class LLMVecEmbedding(BaseEmbedding):
             **kwargs,
         }
         conflicting = sorted(name for name, value in given.items() if value is not None)
-        if base_url is not None:
-            if encoder is not None:
-                conflicting.insert(0, "encoder")
-            if conflicting:
-                raise ValueError(
-                    "pass either base_url or an encoder / encoder arguments, not both: the "
-                    f"server's encoder decides (got base_url={base_url!r} and {conflicting})"
-                )
-            from llmvec.serving import RemoteEncoder
-
-            encoder = RemoteEncoder(base_url, api_key=api_key)
-        elif api_key is not None:
-            raise ValueError("api_key is the key of a server: pass base_url=... with it")
+        remote = server_encoder(
+            base_url, api_key, [*(["encoder"] if encoder is not None else []), *conflicting]
+        )
+        if remote is not None:
+            encoder = remote
         elif encoder is None:
             chosen: dict[str, Any] = {
                 "model": model_name,
