@@ -45,3 +45,11 @@ def test_llamaindex_ingest() -> None:
     assert f"Ingested {len(files)} files" in out
     answer = out.split("Q: How do I find the hole", 1)[1]
     assert re.findall(r"\[(.+?)\]", answer) == ["bicycle_repair.txt"], out
+
+
+@pytest.mark.slow
+def test_embeddings_server() -> None:
+    out = run_example("embeddings_server.py")
+    assert "openai client: 384 dimensions" in out
+    assert "best chunk for the question: honeybees.md" in out
+    assert "128 dimensions: 128 floats, 16 bytes" in out
