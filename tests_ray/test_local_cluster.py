@@ -212,3 +212,25 @@ def test_actors_take_their_vectors_from_an_llmvec_server(
         other = minilm.spec.replace(pooling="last_token")
         with pytest.raises(ValueError, match="pooling"):
             EncoderConfig(spec=other, server=url).build()
+
+
+def test_cli_index_on_ray_through_a_server(
+    tmp_path: Path, minilm: Encoder, sentences: list[str], reference: np.ndarray
+) -> None:
+    from llmvec.cli import main
+    from llmvec.serving.app import build_app
+    from llmvec.serving.server import running
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for number, text in enumerate(sentences[:40]):
+        (folder / f"{number:04d}.txt").write_text(text + "\n", encoding="utf-8")
+    store = tmp_path / "faiss"
+    with running(build_app(minilm)) as (url, _):
+        argv = ["index", str(folder), "--ray", "--server", url, "--store", f"faiss:{store}"]
+        assert main(argv) == 0
+    index = FaissIndex.load(store, encoder=minilm)  # the stored spec is the server's: MiniLM's
+    assert len(index) == 40
+    hits = index.search(reference[:3], k=1)
+    assert [hit[0].text for hit in hits] == sentences[:3]
+    assert all(hit[0].score > 0.9999 for hit in hits)
