@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,33 @@ def test_minilm_is_an_encoder_model(minilm: Encoder) -> None:
     tokenizer = minilm.backend.tokenizer
     assert item.ids[0] == tokenizer.cls_token_id and item.ids[-1] == tokenizer.sep_token_id
     assert item.pool_start == 0  # BERT-style models pool CLS and SEP, as they were trained
+
+
+@pytest.mark.slow
+def test_gguf_loads_from_its_dense_copy_with_the_files_weights_and_tokens(
+    smollm2: Encoder,
+) -> None:
+    """The backend reads the dense copy written once (`gguf_as_folder`), not the GGUF file:
+    the same token ids and the same float32 weights as transformers' de-quantizing load."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from llmvec.models import cache_dir, gguf_dense_kwargs
+
+    location = resolve_model("smollm2")
+    assert location.gguf_file is not None
+    model = smollm2.backend.model  # type: ignore[attr-defined]
+    assert Path(model.config._name_or_path).parent == cache_dir()
+    tokenizer = AutoTokenizer.from_pretrained(location.name_or_path, gguf_file=location.gguf_file)
+    texts = [*SENTENCES, "naïve café 日本語 😀", "  spaces\tand\nlines  "]
+    for text in texts:
+        assert smollm2.backend.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
+    reference = AutoModel.from_pretrained(
+        location.name_or_path, dtype=torch.float32, **gguf_dense_kwargs(location.gguf_file)
+    ).state_dict()
+    weights = model.state_dict()
+    assert set(weights) <= set(reference)
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, reference[name]), name
 
 
 @pytest.mark.slow

@@ -187,8 +187,9 @@ def cache_dir() -> Path:
 
 def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
     """A transformers folder (config, float32 safetensors, tokenizer) holding the weights of a
-    GGUF file, written once under ``cache`` (default :func:`cache_dir`), for engines that cannot
-    read GGUF (vLLM).
+    GGUF file, written once under ``cache`` (default :func:`cache_dir`) and named by the file's
+    fingerprint. Every engine loads GGUF models from it: reading it takes seconds, where
+    de-quantizing the file takes half a minute (SmolLM2 on 2 cores), and vLLM cannot read GGUF.
 
     transformers de-quantizes GGUF on load, but cannot ``save_pretrained`` such a model, so the
     weights move into a model rebuilt from the same config without the GGUF quantization entry.

@@ -28,7 +28,7 @@ from llmvec.backends.base import PrefixState
 from llmvec.backends.bidirectional import check_bidirectional, forward_kwargs
 from llmvec.backends.devices import resolve_device, resolve_dtype
 from llmvec.backends.grouped_sdpa import use_grouped_sdpa
-from llmvec.models import fingerprint, gguf_dense_kwargs, hub_errors, resolve_model
+from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -212,15 +212,16 @@ class TransformersBackend:
             kwargs.setdefault("device_map", {"": str(self.device)})
         # bitsandbytes or the caller's own quantization: its weights keep their storage dtype.
         quantized_weights = "quantization_config" in kwargs
+        source = location.name_or_path
         if location.gguf_file is not None:
-            kwargs.update(gguf_dense_kwargs(location.gguf_file))
+            # transformers de-quantizes a GGUF file on every load (half a minute for SmolLM2);
+            # its dense copy, written once beside llmvec's cache, loads in seconds.
+            source = str(gguf_as_folder(location))
         revision = kwargs.get("revision")
-        tokenizer_kwargs = {
-            key: kwargs[key] for key in ("gguf_file", "revision", "token") if key in kwargs
-        }
+        tokenizer_kwargs = {key: kwargs[key] for key in ("revision", "token") if key in kwargs}
         with hub_errors(model, location):
             self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
-                location.name_or_path, trust_remote_code=trust_remote_code, **tokenizer_kwargs
+                source, trust_remote_code=trust_remote_code, **tokenizer_kwargs
             )
         if not self.tokenizer.is_fast:
             raise ValueError(
@@ -229,7 +230,7 @@ class TransformersBackend:
             )
         with hub_errors(model, location):
             loaded = _load_model(
-                location.name_or_path,
+                source,
                 dtype=self.dtype,
                 trust_remote_code=trust_remote_code,
                 attention=default_attention(self.device, self.dtype),
