@@ -158,6 +158,27 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.sum(normalize(a) * normalize(b), axis=1))
 
 
+#: Sentences of different lengths (one word to a long one), for tests that compare vectors.
+SAMPLE_TEXTS = [
+    "The honey bee dances to show where the flowers are.",
+    "Paris is the capital of France.",
+    "Stock markets fell sharply on Monday after the announcement.",
+    "How many legs does a spider have?",
+    "short",
+]
+#: A retrieval instruction, for tests of the query side.
+SAMPLE_INSTRUCTION = "Given a question, retrieve passages that answer it"
+
+
+def assert_same_vectors(got: Any, expected: np.ndarray, min_cosine: float = 0.9999) -> None:
+    """``got`` (rows or one row, lists or an array) has ``expected``'s shape, and each row's
+    cosine to its ``expected`` row exceeds ``min_cosine``."""
+    rows = np.atleast_2d(np.asarray(got, dtype=np.float32))
+    assert rows.shape == expected.shape, (rows.shape, expected.shape)
+    lowest = float(row_cosines(rows, expected).min())
+    assert lowest > min_cosine, f"lowest cosine {lowest}"
+
+
 def unpadded_states(path: str | Path, encoder: Encoder, texts: list[str]) -> list[torch.Tensor]:
     """A plain reference: each text's ids (as ``encoder`` builds them) run alone through
     ``AutoModel`` (no padding, no cache); per text, the states of ``encoder``'s layer."""

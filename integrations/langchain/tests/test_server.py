@@ -15,16 +15,10 @@ from llmvec import Encoder
 from llmvec.serving import RemoteEncoder
 from llmvec.serving.app import ServerConfig, build_app
 from llmvec.serving.server import running
+from llmvec.testing import SAMPLE_INSTRUCTION as INSTRUCTION
+from llmvec.testing import SAMPLE_TEXTS as TEXTS
+from llmvec.testing import assert_same_vectors as assert_same
 from llmvec.testing import row_cosines
-
-INSTRUCTION = "Given a question, retrieve passages that answer it"
-TEXTS = [
-    "The honey bee dances to show where the flowers are.",
-    "Paris is the capital of France.",
-    "Stock markets fell sharply on Monday after the announcement.",
-    "How many legs does a spider have?",
-    "short",
-]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +30,6 @@ def encoder(tiny_llama: Path) -> Encoder:
 def server(encoder: Encoder) -> Iterator[str]:
     with running(build_app(encoder, ServerConfig(model_name="tiny"))) as (url, _):
         yield url
-
-
-def assert_same(got: list[list[float]] | list[float], expected: np.ndarray) -> None:
-    rows = np.atleast_2d(np.asarray(got, dtype=np.float32))
-    assert rows.shape == expected.shape
-    assert row_cosines(rows, expected).min() > 0.9999
 
 
 def test_openai_embeddings_give_the_local_document_vectors(server: str, encoder: Encoder) -> None:
