@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,3 +275,33 @@ def test_the_lock_is_released_when_its_holder_is_killed(tmp_path: Path, held: ob
             time.sleep(0.05)
     with writer_lock(store), writer_lock(store):  # re-entrant within one process
         assert lock_file(store).read_text().strip() == str(os.getpid())
+
+
+def test_a_read_that_a_save_swaps_away_starts_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save swaps the folder, then removes the old one: a reader holding the old folder can
+    list it half removed (no marker). The read must start over on the new folder."""
+    from llmvec.index import storage
+
+    store, newer = tmp_path / "store", tmp_path / "newer"
+    index = llmvec.FaissIndex(spec=SPEC)
+    index.add_embeddings(np.eye(8, dtype=np.float32), ids=[f"doc{i}" for i in range(8)])
+    index.save(store)
+    index.add_embeddings(np.ones((1, 8), dtype=np.float32), ids=["doc8"])
+    index.save(newer)
+    real_listdir = os.listdir
+    swapped: list[bool] = []
+
+    def listdir_during_a_save(folder: Any) -> list[str]:
+        if not swapped:
+            swapped.append(True)
+            aside = tmp_path / "aside"
+            os.rename(store, aside)
+            os.rename(newer, store)
+            (aside / "llmvec-faiss.json").unlink()  # the old folder, half removed
+        return real_listdir(folder)
+
+    monkeypatch.setattr(storage.os, "listdir", listdir_during_a_save)
+    assert len(llmvec.FaissIndex.load(store)) == 9
+    assert swapped

@@ -231,8 +231,10 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def read_snapshot(root: Path, names: Sequence[str]) -> dict[str, bytes]:
     """The contents of ``names`` (those that exist) in the folder ``root``, all from one save.
 
-    The folder is opened once and its files read through that descriptor; when a save swaps
-    the folder away and removes it mid-read, the read starts over on the new one.
+    The folder is opened once and its files read through that descriptor. A save swaps the
+    folder away and then removes the old one, so a read is kept only if the folder it read is
+    still the one at ``root`` afterwards (else its files may have been half removed, the
+    listing included); otherwise it starts over on the new one.
     """
     for _ in range(_SNAPSHOT_ATTEMPTS):
         folder = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -243,7 +245,9 @@ def read_snapshot(root: Path, names: Sequence[str]) -> dict[str, bytes]:
                 if name in present:
                     with open(name, "rb", opener=_relative_to(folder)) as handle:
                         contents[name] = handle.read()
-            return contents
+            read, now = os.fstat(folder), os.stat(root)
+            if (read.st_dev, read.st_ino) == (now.st_dev, now.st_ino):
+                return contents
         except FileNotFoundError:
             continue  # the old folder was removed by a save: read the new one
         finally:
