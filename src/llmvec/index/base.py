@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 import numpy as np
 
-from llmvec.index.records import Batch, Hit, Id, MetadataFilter, Query
+from llmvec.index.records import Batch, Conditions, Hit, Id, MetadataFilter, Query
 from llmvec.index.specs import encoder_for
 from llmvec.index.validation import check_documents, check_filter, check_ids, check_vectors
 from llmvec.spec import EmbeddingSpec
@@ -137,6 +137,16 @@ class BaseIndex(ABC):
         """Remove documents by id; ids not in the index are ignored."""
         self._delete(list(dict.fromkeys(check_ids(ids))))
 
+    def stored_vectors(self, ids: Sequence[Id]) -> np.ndarray | None:
+        """The float32 vectors stored for ``ids`` (one row each, in order), exactly as added, or
+        ``None`` when this index keeps no exact float vectors (quantized without float ones).
+        An id not in the index is a ``KeyError`` naming it."""
+        return self._stored_vectors(check_ids(ids))
+
+    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
+        """:meth:`stored_vectors` of valid ids; ``None`` unless an engine keeps them."""
+        return None
+
     def _query_matrix(self, query: Query) -> tuple[np.ndarray, bool]:
         if isinstance(query, str):
             return check_vectors(self.encoder.encode_queries([query]), self.dim, "queries"), True
@@ -157,9 +167,7 @@ class BaseIndex(ABC):
         """Store validated vectors; existing ids are replaced."""
 
     @abstractmethod
-    def _search(
-        self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
-    ) -> list[list[Hit]]:
+    def _search(self, queries: np.ndarray, k: int, filter: Conditions | None) -> list[list[Hit]]:
         """Search a non-empty float32 query matrix."""
 
     @abstractmethod

@@ -38,7 +38,7 @@ from llmvec.compress import (
     pack_bits,
 )
 from llmvec.index.base import BaseIndex
-from llmvec.index.records import Batch, Hit, Id
+from llmvec.index.records import Batch, Conditions, Hit, Id
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     StoreConflictError,
@@ -221,6 +221,20 @@ class FaissIndex(BaseIndex):
             self._documents[label] = (doc_id, text, metadata)
         self._next_label += len(vectors)
 
+    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
+        labels = [self._label(i) for i in ids]
+        if self.rescore and self.rescore_dtype == "float32":
+            return self._vectors[labels].astype(np.float32)
+        if self.precision != "float32" or self.kind == "ivf":
+            return None  # only quantized codes, or IVF lists without a direct map
+        rows = [self._index.reconstruct(label) for label in labels]
+        return np.asarray(rows, dtype=np.float32).reshape(len(labels), self.dim)
+
+    def _label(self, doc_id: Id) -> int:
+        if doc_id not in self._labels:
+            raise KeyError(f"id {doc_id!r} is not in the index")
+        return self._labels[doc_id]
+
     def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
         for doc_id, _, metadata in self._documents.values():
             yield doc_id, dict(metadata)
@@ -237,9 +251,7 @@ class FaissIndex(BaseIndex):
             self._index.remove_ids(np.asarray(labels, dtype=np.int64))
 
     # ------------------------------------------------------------------ searching
-    def _search(
-        self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
-    ) -> list[list[Hit]]:
+    def _search(self, queries: np.ndarray, k: int, filter: Conditions | None) -> list[list[Hit]]:
         allowed = self._allowed_labels(filter)
         live = len(self) if allowed is None else len(allowed)
         if live == 0:
@@ -263,7 +275,7 @@ class FaissIndex(BaseIndex):
             results.append([self._hit(label, score) for label, score in hits])
         return results
 
-    def _allowed_labels(self, filter: dict[str, list[Any]] | None) -> list[int] | None:
+    def _allowed_labels(self, filter: Conditions | None) -> list[int] | None:
         if filter is None:
             return None
         return [

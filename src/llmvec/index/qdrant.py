@@ -48,7 +48,7 @@ from llmvec.index.qdrant_engines import (
     Stage,
     connect_server,
 )
-from llmvec.index.records import Batch, Hit, Id
+from llmvec.index.records import Batch, Conditions, Hit, Id
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     atomic_directory,
@@ -298,16 +298,24 @@ class QdrantIndex(BaseIndex):
         if ids:
             self._engine.delete([point_id(i) for i in ids])
 
+    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
+        found = {
+            pid: vectors for pid, vectors, _ in self._engine.retrieve([point_id(i) for i in ids])
+        }
+        missing = [i for i in ids if point_id(i) not in found]
+        if missing:
+            raise KeyError(f"ids {missing[:10]} are not in the index")
+        rows = [found[point_id(i)][FULL_VECTOR] for i in ids]
+        return np.asarray(rows, dtype=np.float32).reshape(len(ids), self.dim)
+
     def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
         for batch in self._engine.scroll(self.batch_size, with_vectors=False):
             for _, _, payload in batch:
                 yield payload["llmvec_id"], dict(payload.get("metadata") or {})
 
-    def _search(
-        self, queries: np.ndarray, k: int, filter: dict[str, list[Any]] | None
-    ) -> list[list[Hit]]:
+    def _search(self, queries: np.ndarray, k: int, filter: Conditions | None) -> list[list[Hit]]:
         for key, values in (filter or {}).items():
-            for value in values:
+            for value in values if isinstance(values, list) else []:
                 if isinstance(value, float):
                     raise ValueError(
                         f"Qdrant matches str, int or bool values exactly; got {value!r} for {key!r}"
@@ -332,7 +340,7 @@ class QdrantIndex(BaseIndex):
             for scored in results
         ]
 
-    def _plan(self, k: int, filter: dict[str, list[Any]] | None) -> SearchPlan:
+    def _plan(self, k: int, filter: Conditions | None) -> SearchPlan:
         quantized: Quantized = None
         if self.quantization is not None:
             quantized = "rescore" if self.rescore else "plain"

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmvec.index.records import Conditions, Range
 from llmvec.index.storage import read_json, write_json
 
 #: A stored point: (point id, {vector name: values}, payload).
@@ -61,7 +62,7 @@ class SearchPlan:
     stages: list[Stage]
     oversampling: float
     hnsw_ef: int | None
-    filter: dict[str, list[Any]] | None
+    filter: Conditions | None
 
 
 class Engine(ABC):
@@ -99,6 +100,10 @@ class Engine(ABC):
         """Every point with its payload and (unless ``with_vectors`` is false) its vectors, in
         batches."""
 
+    @abstractmethod
+    def retrieve(self, point_ids: list[str]) -> list[Point]:
+        """The points of these ids that exist, with vectors and payloads."""
+
     def optimize(self) -> None:  # noqa: B027 - optional hook, nothing to do for most engines
         """Build indexes and quantized data now, where the engine leaves that to the caller."""
 
@@ -127,16 +132,27 @@ class Engine(ABC):
         return self._run(requests)
 
     # Both client libraries name these types and keywords alike: ``self.types`` is the module.
-    def _filter(self, filter: dict[str, list[Any]]) -> Any:
+    def _filter(self, filter: Conditions) -> Any:
         t = self.types
         must = []
-        for key, values in filter.items():
+        for key, condition in filter.items():
+            field = f"metadata.{key}"
+            if isinstance(condition, Range):
+                bounds = {"gt": condition.gt, "gte": condition.gte}
+                bounds.update(lt=condition.lt, lte=condition.lte)
+                must.append(t.FieldCondition(key=field, range=self._range_type(**bounds)))
+                continue
             conditions = [
-                t.FieldCondition(key=f"metadata.{key}", match=t.MatchValue(value=value))
-                for value in values
+                t.FieldCondition(key=field, match=t.MatchValue(value=value)) for value in condition
             ]
             must.append(conditions[0] if len(conditions) == 1 else t.Filter(should=conditions))
         return t.Filter(must=must)
+
+    @property
+    def _range_type(self) -> Callable[..., Any]:
+        """The request type of a number range (its name differs between the libraries)."""
+        range_type: Callable[..., Any] = getattr(self.types, "Range", None) or self.types.RangeFloat
+        return range_type
 
     def _params(self, stage: Stage, plan: SearchPlan) -> Any:
         t = self.types
@@ -265,6 +281,12 @@ class ClientEngine(Engine):
             if offset is None:
                 return
 
+    def retrieve(self, point_ids: list[str]) -> list[Point]:
+        records = self.client.retrieve(
+            self.collection, ids=point_ids, with_payload=True, with_vectors=True
+        )
+        return [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
+
     def close(self) -> None:
         if self.owns_client:
             self.client.close()
@@ -358,6 +380,10 @@ class EdgeEngine(Engine):
             yield [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
             if offset is None:
                 return
+
+    def retrieve(self, point_ids: list[str]) -> list[Point]:
+        records = self.shard.retrieve(point_ids, True, True)
+        return [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
 
     def optimize(self) -> None:
         self.shard.optimize()

@@ -11,11 +11,38 @@ import numpy as np
 
 #: A document id: a non-empty string or a 64-bit signed integer.
 Id: TypeAlias = str | int
-#: Metadata filter: ``{field: value}`` (equality) or ``{field: [v1, v2]}`` (any of), all fields
-#: must match.
+#: Metadata filter: ``{field: value}`` (equality), ``{field: [v1, v2]}`` (any of) or
+#: ``{field: {"gte": low, "lt": high}}`` (a number range: any of ``gt``, ``gte``, ``lt``, ``lte``);
+#: all fields must match.
 MetadataFilter: TypeAlias = Mapping[str, Any]
 #: A query: a text, a list of texts, one vector or a matrix of vectors.
 Query: TypeAlias = str | Sequence[str] | Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number range condition of a filter; ``None`` bounds are open."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a number inside the range."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (
+            (self.gt is None or value > self.gt)
+            and (self.gte is None or value >= self.gte)
+            and (self.lt is None or value < self.lt)
+            and (self.lte is None or value <= self.lte)
+        )
+
+
+#: A checked filter (:func:`~llmvec.index.validation.check_filter`): per field, the allowed values
+#: or a :class:`Range`.
+Conditions: TypeAlias = dict[str, "list[Any] | Range"]
 
 
 @dataclass(frozen=True)

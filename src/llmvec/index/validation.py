@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 
 from llmvec.compress import as_matrix
-from llmvec.index.records import Batch, Id, MetadataFilter
+from llmvec.index.records import Batch, Conditions, Id, MetadataFilter, Range
 from llmvec.validation import check_text_list
 
 _INT64 = (-(2**63), 2**63 - 1)
 _SCALARS = (str, int, float, bool)
+_RANGE_BOUNDS = ("gt", "gte", "lt", "lte")
 
 
 def check_id(value: Any) -> Id:
@@ -49,31 +50,57 @@ def check_metadata(metadata: Mapping[str, Any]) -> Mapping[str, Any]:
     return metadata
 
 
-def check_filter(filter: MetadataFilter | None) -> dict[str, list[Any]] | None:
-    """Normalise a metadata filter to ``{field: [allowed values]}``."""
+def check_filter(filter: MetadataFilter | None) -> Conditions | None:
+    """Normalise a metadata filter to ``{field: [allowed values] or Range}``."""
     if filter is None:
         return None
     if not isinstance(filter, Mapping) or not filter:
         raise TypeError(
-            f"filter must be a non-empty dict {{field: value or [values]}}, got {filter!r}"
+            f"filter must be a non-empty dict {{field: value, [values] or {{'gte': number}}}}, "
+            f"got {filter!r}"
         )
-    normalized: dict[str, list[Any]] = {}
+    normalized: Conditions = {}
     for key, value in filter.items():
-        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
-        if not isinstance(key, str) or not values:
-            raise ValueError(f"invalid filter entry {key!r}: {value!r}")
-        for item in values:
-            if not isinstance(item, _SCALARS):
-                raise TypeError(
-                    f"filter value {item!r} for {key!r} must be a str, int, float or bool"
-                )
-        normalized[key] = values
+        if not isinstance(key, str):
+            raise ValueError(f"invalid filter field {key!r}: fields are str")
+        normalized[key] = _range(key, value) if isinstance(value, Mapping) else _values(key, value)
     return normalized
 
 
-def matches(metadata: Mapping[str, Any], filter: Mapping[str, list[Any]]) -> bool:
+def _values(key: str, value: Any) -> list[Any]:
+    values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+    if not values:
+        raise ValueError(f"invalid filter entry {key!r}: {value!r} allows no value")
+    for item in values:
+        if not isinstance(item, _SCALARS):
+            raise TypeError(f"filter value {item!r} for {key!r} must be a str, int, float or bool")
+    return values
+
+
+def _range(key: str, bounds: Mapping[str, Any]) -> Range:
+    unknown = sorted(str(name) for name in bounds if name not in _RANGE_BOUNDS)
+    if unknown or not bounds:
+        raise ValueError(
+            f"range filter for {key!r} has bounds {unknown or '{}'}; allowed: {list(_RANGE_BOUNDS)}"
+        )
+    for name, bound in bounds.items():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise TypeError(f"range bound {name}={bound!r} for {key!r} must be a number")
+    return Range(**{name: float(bound) for name, bound in bounds.items()})
+
+
+def matches(metadata: Mapping[str, Any], filter: Conditions) -> bool:
     """Whether ``metadata`` passes a filter from :func:`check_filter`."""
-    return all(key in metadata and metadata[key] in values for key, values in filter.items())
+    for key, condition in filter.items():
+        if key not in metadata:
+            return False
+        value = metadata[key]
+        if isinstance(condition, Range):
+            if not condition.contains(value):
+                return False
+        elif value not in condition:
+            return False
+    return True
 
 
 def check_vectors(embeddings: Any, dim: int, what: str = "embeddings") -> np.ndarray:
