@@ -240,7 +240,7 @@ def test_load_refuses_a_different_encoder(tmp_path: Path, minilm: llmvec.Encoder
         (lambda ix, d: ix.add_embeddings(d[:2], ids=[1]), ValueError, "got 1 ids for 2"),
         (lambda ix, d: ix.add_embeddings(d[:1], metadata=[{"x": {1}}]), ValueError, "JSON"),
         (lambda ix, d: ix.add_embeddings(d[:1] * np.nan), ValueError, "NaN"),
-        (lambda ix, d: ix.search(d[0], filter={"g": {"a": 1}}), TypeError, "filter value"),
+        (lambda ix, d: ix.search(d[0], filter={"g": [[1]]}), TypeError, "filter value"),
         (lambda ix, d: ix.search({"q": 1}), TypeError, "query must be"),
     ],
 )
