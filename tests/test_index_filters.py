@@ -92,7 +92,7 @@ def test_bad_filters_are_refused(filter: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("store", [*STORES, "faiss-hnsw", "faiss-ivf"])
-def test_stored_vectors_are_the_added_ones(tmp_path: Path, data: np.ndarray, store: str) -> None:
+def test_stored_documents_are_the_added_ones(tmp_path: Path, data: np.ndarray, store: str) -> None:
     if store == "faiss-hnsw":
         index: BaseIndex = FaissIndex(spec=SPEC, kind="hnsw")
     elif store == "faiss-ivf":
@@ -100,8 +100,16 @@ def test_stored_vectors_are_the_added_ones(tmp_path: Path, data: np.ndarray, sto
     else:
         index = _open(store, tmp_path)
     ids = [f"doc-{i}" for i in range(len(data))]
-    index.add_embeddings(data, ids=ids)
-    got = index.stored_vectors(["doc-9", "doc-2"])
+    index.add_embeddings(
+        data,
+        ids=ids,
+        texts=[f"text {i}" for i in range(len(data))],
+        metadata=[{"n": i} for i in range(len(data))],
+    )
+    stored = index.stored(["doc-9", "doc-2"])
+    assert stored.texts == ["text 9", "text 2"]
+    assert stored.metadata == [{"n": 9}, {"n": 2}]
+    got = stored.vectors
     if store in ("faiss-binary", "faiss-ivf"):
         # Packed bits with float16 rescoring vectors, IVF lists without a direct map: no exact
         # float vectors to give back; the caller encodes again.
@@ -110,5 +118,5 @@ def test_stored_vectors_are_the_added_ones(tmp_path: Path, data: np.ndarray, sto
         assert got is not None
         np.testing.assert_allclose(got, data[[9, 2]], rtol=1e-6, atol=1e-6)
     with pytest.raises(KeyError, match="missing"):
-        index.stored_vectors(["missing"])
+        index.stored(["missing"])
     index.close()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 import numpy as np
 
-from llmvec.index.records import Batch, Conditions, Hit, Id, MetadataFilter, Query
+from llmvec.index.records import Batch, Conditions, Hit, Id, MetadataFilter, Query, Stored
 from llmvec.index.specs import encoder_for
 from llmvec.index.validation import check_documents, check_filter, check_ids, check_vectors
 from llmvec.spec import EmbeddingSpec
@@ -47,6 +47,8 @@ class VectorIndex(Protocol):
     ) -> list[Hit] | list[list[Hit]]: ...
 
     def delete(self, ids: Sequence[Id]) -> None: ...
+
+    def stored(self, ids: Sequence[Id]) -> Stored: ...
 
     def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]: ...
 
@@ -137,15 +139,15 @@ class BaseIndex(ABC):
         """Remove documents by id; ids not in the index are ignored."""
         self._delete(list(dict.fromkeys(check_ids(ids))))
 
-    def stored_vectors(self, ids: Sequence[Id]) -> np.ndarray | None:
-        """The float32 vectors stored for ``ids`` (one row each, in order), exactly as added, or
-        ``None`` when this index keeps no exact float vectors (quantized without float ones).
-        An id not in the index is a ``KeyError`` naming it."""
-        return self._stored_vectors(check_ids(ids))
+    def stored(self, ids: Sequence[Id]) -> Stored:
+        """The stored vectors, texts and metadata of ``ids``, in order (so that documents can be
+        stored again under other ids without encoding them again). An id not in the index is a
+        ``KeyError`` naming it."""
+        return self._stored(check_ids(ids))
 
-    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
-        """:meth:`stored_vectors` of valid ids; ``None`` unless an engine keeps them."""
-        return None
+    @abstractmethod
+    def _stored(self, ids: list[Id]) -> Stored:
+        """:meth:`stored` of valid ids."""
 
     def _query_matrix(self, query: Query) -> tuple[np.ndarray, bool]:
         if isinstance(query, str):

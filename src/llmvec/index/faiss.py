@@ -38,7 +38,7 @@ from llmvec.compress import (
     pack_bits,
 )
 from llmvec.index.base import BaseIndex
-from llmvec.index.records import Batch, Conditions, Hit, Id
+from llmvec.index.records import Batch, Conditions, Hit, Id, Stored
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     StoreConflictError,
@@ -221,8 +221,14 @@ class FaissIndex(BaseIndex):
             self._documents[label] = (doc_id, text, metadata)
         self._next_label += len(vectors)
 
-    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
+    def _stored(self, ids: list[Id]) -> Stored:
         labels = [self._label(i) for i in ids]
+        documents = [self._documents[label] for label in labels]
+        texts = [text for _, text, _ in documents]
+        metadata = [dict(meta) for _, _, meta in documents]
+        return Stored(self._float_vectors(labels), texts, metadata)
+
+    def _float_vectors(self, labels: list[int]) -> np.ndarray | None:
         if self.rescore and self.rescore_dtype == "float32":
             return self._vectors[labels].astype(np.float32)
         if self.precision != "float32" or self.kind == "ivf":

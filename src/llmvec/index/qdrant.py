@@ -48,7 +48,7 @@ from llmvec.index.qdrant_engines import (
     Stage,
     connect_server,
 )
-from llmvec.index.records import Batch, Conditions, Hit, Id
+from llmvec.index.records import Batch, Conditions, Hit, Id, Stored
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
     atomic_directory,
@@ -298,15 +298,18 @@ class QdrantIndex(BaseIndex):
         if ids:
             self._engine.delete([point_id(i) for i in ids])
 
-    def _stored_vectors(self, ids: list[Id]) -> np.ndarray | None:
-        found = {
-            pid: vectors for pid, vectors, _ in self._engine.retrieve([point_id(i) for i in ids])
-        }
+    def _stored(self, ids: list[Id]) -> Stored:
+        found = {pid: (v, p) for pid, v, p in self._engine.retrieve([point_id(i) for i in ids])}
         missing = [i for i in ids if point_id(i) not in found]
         if missing:
             raise KeyError(f"ids {missing[:10]} are not in the index")
-        rows = [found[point_id(i)][FULL_VECTOR] for i in ids]
-        return np.asarray(rows, dtype=np.float32).reshape(len(ids), self.dim)
+        points = [found[point_id(i)] for i in ids]
+        rows = [vectors[FULL_VECTOR] for vectors, _ in points]
+        return Stored(
+            np.asarray(rows, dtype=np.float32).reshape(len(ids), self.dim),
+            [payload.get("text") for _, payload in points],
+            [dict(payload.get("metadata") or {}) for _, payload in points],
+        )
 
     def metadata_items(self) -> Iterator[tuple[Id, dict[str, Any]]]:
         for batch in self._engine.scroll(self.batch_size, with_vectors=False):

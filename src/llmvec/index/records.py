@@ -64,3 +64,13 @@ class Batch:
     ids: list[Id]
     texts: list[str | None]
     metadata: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Documents as an index holds them: their exact float32 vectors (``None`` when the index
+    keeps only quantized codes), texts and metadata, one entry per requested id."""
+
+    vectors: np.ndarray | None
+    texts: list[str | None]
+    metadata: list[dict[str, Any]]
