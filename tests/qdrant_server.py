@@ -35,6 +35,7 @@ def _create(local: QdrantClient, name: str, body: Any) -> Any:
     return local.create_collection(
         name,
         vectors_config=request.vectors,
+        sparse_vectors_config=request.sparse_vectors,
         quantization_config=request.quantization_config,
         metadata=request.metadata,
     )

@@ -281,7 +281,7 @@ def retrieve(
     their candidates with the kept float vectors, as the index does for users)."""
     from llmvec.index.faiss import FaissIndex
 
-    index = FaissIndex(spec=spec, precision=precision)
+    index = FaissIndex(spec=spec, precision=precision, sparse=False)  # vectors only, no texts
     index.add_embeddings(document_vectors, ids=doc_ids)
     # A matrix of queries gives one list of hits per query.
     hits = cast("list[list[Hit]]", index.search(query_vectors, k=k))

@@ -6,7 +6,9 @@ vectors. ``int8`` uses FAISS's 8-bit scalar quantizer with the per-dimension ran
 index's calibration. Ids, texts and metadata live in a JSON sidecar, never in a pickle.
 
 On disk an index is a directory: ``index.faiss``, ``vectors.npy`` (rescoring vectors, when
-kept) and ``llmvec-faiss.json`` (spec, settings, documents). :meth:`FaissIndex.save` writes a
+kept), ``llmvec-faiss.json`` (spec, settings, documents) and, for a store with BM25 vectors
+(``sparse=True``, the default), ``bm25.labels.npy`` and the ``bm25.*`` files of a ``bm25s``
+index over the stored texts (numpy arrays and JSON, no pickle). :meth:`FaissIndex.save` writes a
 new directory and swaps it in with one atomic exchange (:mod:`llmvec.index.storage`), so a
 failed or killed save leaves the old index intact, and a reader sees one save or the other.
 Each save has an id: saving an index over a store that another writer saved since this index
@@ -22,6 +24,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,6 +41,7 @@ from llmvec.compress import (
     pack_bits,
 )
 from llmvec.index.base import BaseIndex
+from llmvec.index.bm25 import BM25Settings
 from llmvec.index.records import Batch, Conditions, Hit, Id, Stored
 from llmvec.index.specs import check_spec, index_spec
 from llmvec.index.storage import (
@@ -48,6 +52,7 @@ from llmvec.index.storage import (
     write_json,
 )
 from llmvec.index.validation import check_id, check_oversample, matches, oversampled
+from llmvec.optional import require
 from llmvec.spec import EmbeddingSpec
 from llmvec.validation import check_positive
 
@@ -70,6 +75,19 @@ FORMAT = "llmvec.faiss"
 FORMAT_VERSION = 1
 _INDEX_FILE = "index.faiss"
 _VECTORS_FILE = "vectors.npy"
+#: The BM25 files: the label of each ``bm25s`` document, then ``bm25s``'s own files.
+_BM25_LABELS = "bm25.labels.npy"
+_BM25_FILES = {
+    "data_name": "bm25.data.npy",
+    "indices_name": "bm25.indices.npy",
+    "indptr_name": "bm25.indptr.npy",
+    "vocab_name": "bm25.vocab.json",
+    "params_name": "bm25.params.json",
+}
+_INSTALL_BM25 = (
+    "FAISS stores keep BM25 vectors (sparse=True, the default) with bm25s: pip install "
+    "'llmvec[hybrid]' (or make the store with sparse=False: dense search only)"
+)
 
 
 class FaissIndex(BaseIndex):
@@ -91,6 +109,10 @@ class FaissIndex(BaseIndex):
         spec: the :class:`~llmvec.EmbeddingSpec` of the vectors, when no encoder is given.
         hnsw_m / ef_search: HNSW graph degree and search breadth.
         nlist / nprobe: IVF lists (default ``sqrt`` of the first batch size) and lists probed.
+        sparse: keep a BM25 index of the stored texts (``bm25s``) for ``mode="sparse"`` and
+            ``"hybrid"`` search: ``True`` (default settings), a
+            :class:`~llmvec.index.bm25.BM25Settings`, or ``False``. It is rebuilt from the
+            texts when they changed, at the next BM25 search or save.
 
     Scores are inner products (cosine similarity for normalised vectors); for ``binary``
     without rescoring they are ``1 - hamming / bits``.
@@ -111,6 +133,7 @@ class FaissIndex(BaseIndex):
         ef_search: int = 64,
         nlist: int | None = None,
         nprobe: int = 16,
+        sparse: bool | BM25Settings = True,
     ) -> None:
         check_precision(precision, PRECISIONS)
         kinds = BINARY_KINDS if precision == "binary" else KINDS
@@ -148,6 +171,10 @@ class FaissIndex(BaseIndex):
         #: The store this index was last loaded from or saved to, and a hash of that save's
         #: sidecar (each save's sidecar is unique: it holds a random save id).
         self._origin: tuple[Path, str] | None = None
+        self.bm25 = _sparse_settings(sparse)
+        self._bm25: Any = None  # a bm25s.BM25 over the texted documents, None when none
+        self._bm25_labels = np.empty(0, dtype=np.int64)  # the label of each bm25s document
+        self._bm25_stale = False  # texts changed since the BM25 index was built
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -220,6 +247,8 @@ class FaissIndex(BaseIndex):
             self._labels[doc_id] = label
             self._documents[label] = (doc_id, text, metadata)
         self._next_label += len(vectors)
+        if self.bm25 is not None and any(text is not None for text in documents.texts):
+            self._bm25_stale = True
 
     def _stored(self, ids: list[Id]) -> Stored:
         labels = [self._label(i) for i in ids]
@@ -248,7 +277,8 @@ class FaissIndex(BaseIndex):
     def _delete(self, ids: list[Id]) -> None:
         labels = [self._labels.pop(i) for i in ids if i in self._labels]
         for label in labels:
-            del self._documents[label]
+            if self._documents.pop(label)[1] is not None and self.bm25 is not None:
+                self._bm25_stale = True
         if not labels:
             return
         if self.kind == "hnsw":
@@ -310,6 +340,62 @@ class FaissIndex(BaseIndex):
             params.referenced_objects = keep
         return params
 
+    def _sparse_search(
+        self, texts: list[str], k: int, filter: Conditions | None
+    ) -> list[list[Hit]]:
+        assert self.bm25 is not None
+        self._update_bm25()
+        allowed = self._allowed_labels(filter)
+        mask = None
+        if allowed is not None and self._bm25 is not None:
+            mask = np.isin(self._bm25_labels, np.asarray(allowed, dtype=np.int64))
+            if not mask.any():
+                return [[] for _ in texts]
+        analyzer = self.bm25.analyzer()
+        # bm25s scores Lucene's BM25, without the (k1 + 1) factor Qdrant's term weights have:
+        # with it, both stores give the classic BM25 score.
+        scale = self.bm25.k1 + 1
+        results: list[list[Hit]] = []
+        for text in texts:
+            terms = [t for t in dict.fromkeys(analyzer.terms(text)) if self._knows(t)]
+            if not terms:
+                results.append([])
+                continue
+            documents, scores = self._bm25.retrieve(
+                [terms],
+                k=min(k, len(self._bm25_labels)),
+                weight_mask=None if mask is None else mask.astype(np.float32),
+                show_progress=False,
+            )
+            results.append(
+                [
+                    self._hit(int(self._bm25_labels[row]), float(score) * scale)
+                    for row, score in zip(documents[0].tolist(), scores[0].tolist(), strict=True)
+                    if score > 0  # no shared term, or filtered out by the mask
+                ]
+            )
+        return results
+
+    def _knows(self, term: str) -> bool:
+        return self._bm25 is not None and term in self._bm25.vocab_dict
+
+    def _update_bm25(self) -> None:
+        """Rebuild the BM25 index from the stored texts if they changed since it was built."""
+        if not self._bm25_stale or self.bm25 is None:
+            return
+        bm25s = require("bm25s", _INSTALL_BM25)
+        analyzer = self.bm25.analyzer()
+        labels = [label for label, (_, text, _) in self._documents.items() if text is not None]
+        corpus = [analyzer.terms(self._documents[label][1] or "") for label in labels]
+        model = None
+        if any(corpus):
+            model = bm25s.BM25(k1=self.bm25.k1, b=self.bm25.b, method="lucene", backend="numpy")
+            model.index(corpus, show_progress=False)
+        self._bm25 = model
+        self._bm25_labels = np.asarray(labels if model is not None else [], dtype=np.int64)
+        self._bm25_stale = False
+        logger.debug("built the BM25 index of %d texts", len(labels))
+
     def _hit(self, label: int, score: float) -> Hit:
         doc_id, text, metadata = self._documents[label]
         return Hit(doc_id, score, text, dict(metadata))
@@ -336,6 +422,7 @@ class FaissIndex(BaseIndex):
             ],
         }
         state["digest"] = _documents_digest(state)
+        self._update_bm25()
         with atomic_directory(target, MARKER) as staging:
             self._check_not_overtaken(target)
             if self._index is not None:
@@ -345,6 +432,10 @@ class FaissIndex(BaseIndex):
                 writer(self._index, str(staging / _INDEX_FILE))
             if self.rescore:
                 np.save(staging / _VECTORS_FILE, self._vectors, allow_pickle=False)
+            if self.bm25 is not None:
+                np.save(staging / _BM25_LABELS, self._bm25_labels, allow_pickle=False)
+            if self._bm25 is not None:
+                self._bm25.save(staging, allow_pickle=False, **_BM25_FILES)
             write_json(staging / MARKER, state)
             written = _sidecar_hash((staging / MARKER).read_bytes())
         self._origin = (target, written)
@@ -374,6 +465,7 @@ class FaissIndex(BaseIndex):
             "ef_search": self.ef_search,
             "nlist": self.nlist,
             "nprobe": self.nprobe,
+            "sparse": None if self.bm25 is None else self.bm25.to_dict(),
         }
 
     @classmethod
@@ -387,7 +479,9 @@ class FaissIndex(BaseIndex):
         what = f"FAISS index {str(root)!r}"
         if not root.is_dir():
             raise FileNotFoundError(f"{what} does not exist (no such directory)")
-        files = read_snapshot(root, (MARKER, _INDEX_FILE, _VECTORS_FILE))
+        files = read_snapshot(
+            root, (MARKER, _INDEX_FILE, _VECTORS_FILE, _BM25_LABELS, *_BM25_FILES.values())
+        )
         if MARKER not in files:
             raise FileNotFoundError(f"{what}: {MARKER} does not exist")
         state = parse_json(files[MARKER], what, MARKER)
@@ -405,6 +499,8 @@ class FaissIndex(BaseIndex):
                 )
             spec = EmbeddingSpec.from_dict(state["spec"])
             settings = dict(state["settings"])
+            stored_sparse = settings.pop("sparse", None)  # absent: made before BM25 vectors
+            sparse = False if stored_sparse is None else BM25Settings.from_dict(stored_sparse)
             documents = [_document_row(row) for row in state["documents"]]
             next_label = int(state["next_label"])
             tombstones = {int(label) for label in state["tombstones"]}
@@ -413,7 +509,7 @@ class FaissIndex(BaseIndex):
         if encoder is not None:
             check_spec(spec, encoder.spec, what=what)
         try:
-            index = cls(encoder, spec=spec, calibration=spec.calibration, **settings)
+            index = cls(encoder, spec=spec, calibration=spec.calibration, sparse=sparse, **settings)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{what} has corrupt settings in {MARKER}: {error}") from None
         index._index = _read_faiss(files.get(_INDEX_FILE), index.precision, what)
@@ -428,8 +524,37 @@ class FaissIndex(BaseIndex):
             index._labels[doc_id] = label
             index._documents[label] = (doc_id, text, metadata)
         index._check_consistency(what)
+        index._read_bm25(files, what)
         index._origin = (root, _sidecar_hash(files[MARKER]))
         return index
+
+    def _read_bm25(self, files: dict[str, bytes], what: str) -> None:
+        """The saved BM25 index, which must cover exactly the stored texts."""
+        if self.bm25 is None:
+            return
+        if _BM25_LABELS not in files:
+            raise FileNotFoundError(f"{what} is missing {_BM25_LABELS}")
+        labels = _read_array(files[_BM25_LABELS], _BM25_LABELS, what)
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"{what} has a corrupt {_BM25_LABELS}: not a list of labels")
+        model = _read_bm25s(files, what, self.bm25) if len(labels) else None
+        texted = {label for label, (_, text, _) in self._documents.items() if text is not None}
+        covered = set(labels.tolist())
+        documents = 0 if model is None else int(model.scores["num_docs"])
+        if len(covered) != len(labels) or documents != len(labels) or not covered <= texted:
+            raise ValueError(
+                f"{what} is corrupt: its BM25 files and {MARKER} disagree (they hold "
+                f"{documents} documents for {len(labels)} labels, of {len(texted)} texts)"
+            )
+        self._bm25, self._bm25_labels = model, labels.astype(np.int64)
+        # Texts whose terms were all dropped have no BM25 document: rebuild only if one that
+        # has terms is missing (a store saved by this code never needs it).
+        self._bm25_stale = covered != texted and self._has_terms(texted - covered)
+
+    def _has_terms(self, labels: set[int]) -> bool:
+        assert self.bm25 is not None
+        analyzer = self.bm25.analyzer()
+        return any(analyzer.terms(self._documents[label][1] or "") for label in labels)
 
     def _stored_labels(self) -> set[int]:
         """The labels the FAISS file holds (deleted HNSW entries included)."""
@@ -565,3 +690,51 @@ def _read_vectors(data: bytes | None, what: str) -> np.ndarray:
     if not isinstance(vectors, np.ndarray) or vectors.ndim != 2:
         raise ValueError(f"{what} has a corrupt {_VECTORS_FILE}: not a matrix")
     return vectors
+
+
+def _sparse_settings(sparse: bool | BM25Settings) -> BM25Settings | None:
+    """The BM25 settings of a ``sparse`` option; checks that bm25s (and the stemmer) import."""
+    if isinstance(sparse, bool):
+        settings = BM25Settings() if sparse else None
+    elif isinstance(sparse, BM25Settings):
+        settings = sparse
+    else:
+        raise TypeError(f"sparse must be a bool or a BM25Settings, got {sparse!r}")
+    if settings is not None:
+        require("bm25s", _INSTALL_BM25)
+        settings.analyzer()
+    return settings
+
+
+def _read_array(data: bytes, name: str, what: str) -> np.ndarray:
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"{what} has a corrupt {name}: {error}") from None
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{what} has a corrupt {name}: not an array")
+    return array
+
+
+def _read_bm25s(files: dict[str, bytes], what: str, settings: BM25Settings) -> Any:
+    """A ``bm25s.BM25`` from its saved files (bm25s reads them with ``allow_pickle=False``)."""
+    bm25s = require("bm25s", _INSTALL_BM25)
+    missing = [name for name in _BM25_FILES.values() if name not in files]
+    if missing:
+        raise FileNotFoundError(f"{what} is missing {', '.join(missing)}")
+    params = parse_json(files[_BM25_FILES["params_name"]], what, _BM25_FILES["params_name"])
+    expected = {"k1": settings.k1, "b": settings.b, "method": "lucene"}
+    found = {key: params.get(key) for key in expected}
+    if found != expected:
+        raise ValueError(
+            f"{what} has corrupt BM25 parameters in {_BM25_FILES['params_name']}: {found} != "
+            f"{expected} (the settings in {MARKER})"
+        )
+    # bm25s reads a folder: give it this snapshot's files, not the live folder's.
+    with tempfile.TemporaryDirectory(prefix="llmvec-bm25-") as folder:
+        for name in _BM25_FILES.values():
+            (Path(folder) / name).write_bytes(files[name])
+        try:
+            return bm25s.BM25.load(folder, allow_pickle=False, mmap=False, **_BM25_FILES)
+        except (ValueError, OSError, EOFError, KeyError, TypeError) as error:
+            raise ValueError(f"{what} has corrupt BM25 files: {error}") from None

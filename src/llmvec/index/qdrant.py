@@ -11,7 +11,10 @@ Where the collection lives:
 * ``url="http://host:6333"``: a Qdrant server or cluster; the same client code as embedded mode.
 
 Point ids are ``uuid5`` of the user's id (kept in the payload as ``llmvec_id``), so adding the
-same documents again replaces them instead of duplicating them. With ``matryoshka_dims`` every
+same documents again replaces them instead of duplicating them. A collection made with BM25
+vectors (``sparse``, the default for new ones) stores each text's BM25 term-frequency weights as
+the sparse vector ``bm25`` under Qdrant's IDF modifier (:mod:`llmvec.index.bm25`), for
+``mode="sparse"`` and ``"hybrid"`` search. With ``matryoshka_dims`` every
 point also stores truncated copies of its vector as named vectors, and a search narrows the
 candidates from the smallest to the full vector in one multi-stage ``query_points`` call.
 
@@ -36,6 +39,7 @@ import numpy as np
 
 from llmvec.compress import truncate
 from llmvec.index.base import BaseIndex
+from llmvec.index.bm25 import BM25Settings, document_weights, query_weights
 from llmvec.index.qdrant_engines import (
     QUANTIZATIONS,
     ClientEngine,
@@ -69,6 +73,8 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("client", "edge")
 FULL_VECTOR = "full"
+#: The sparse vector of BM25 term weights.
+SPARSE_VECTOR = "bm25"
 MARKER = "llmvec-qdrant.json"
 FORMAT = "llmvec.qdrant"
 FORMAT_VERSION = 1
@@ -120,9 +126,13 @@ class QdrantIndex(BaseIndex):
         spec: the vectors' :class:`~llmvec.EmbeddingSpec` when no encoder is given.
         trust_store: open an embedded-mode ``path`` folder that llmvec did not sign (its
             pickles can run code: only for folders you trust).
+        sparse: BM25 vectors for ``mode="sparse"`` and ``"hybrid"`` search: ``None`` (a new
+            collection gets them with default settings; an existing one keeps what it has),
+            ``True``, a :class:`~llmvec.index.bm25.BM25Settings`, or ``False``.
 
-    Opening an existing collection checks its stored spec, quantization and Matryoshka dims
-    against these arguments; :meth:`load` opens one with whatever it stores.
+    Opening an existing collection checks its stored spec, quantization, Matryoshka dims and
+    (when given) ``sparse`` against these arguments; :meth:`load` opens one with whatever it
+    stores.
     """
 
     def __init__(
@@ -144,8 +154,11 @@ class QdrantIndex(BaseIndex):
         batch_size: int = 256,
         spec: EmbeddingSpec | None = None,
         trust_store: bool = False,
+        sparse: bool | BM25Settings | None = None,
     ) -> None:
         spec = index_spec(encoder, spec, what="QdrantIndex")
+        if sparse is not None and not isinstance(sparse, (bool, BM25Settings)):
+            raise TypeError(f"sparse must be None, a bool or a BM25Settings, got {sparse!r}")
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(
                 f"unknown quantization {quantization!r}; allowed: {[None, *QUANTIZATIONS]}"
@@ -167,6 +180,7 @@ class QdrantIndex(BaseIndex):
         self.batch_size = batch_size
         self.path = None if path is None else Path(path).expanduser().absolute()
         self.engine = engine
+        self._requested_sparse = sparse
         self._held = ExitStack()  # the writer lock of a path store, until close()
         try:
             if self.path is not None:
@@ -188,23 +202,36 @@ class QdrantIndex(BaseIndex):
             "spec": self.spec.to_dict(),
             "quantization": self.quantization,
             "matryoshka_dims": list(self.matryoshka_dims),
+            "sparse": None if self.bm25 is None else self.bm25.to_dict(),
         }
 
     def _layout(self) -> Layout:
         vectors = {vector_name(d): d for d in self.matryoshka_dims}
         vectors[FULL_VECTOR] = self.dim
-        return Layout(vectors, self.quantization)
+        sparse = () if self.bm25 is None else (SPARSE_VECTOR,)
+        return Layout(vectors, self.quantization, sparse)
 
     def _open_or_create(self) -> None:
         what = f"Qdrant collection {self.collection!r}"
+        requested_sparse = self._requested_sparse
         if not self._engine.exists():
+            if requested_sparse is None or requested_sparse is True:
+                requested_sparse = BM25Settings()
+            self.bm25 = _with_analyzer(requested_sparse or None)
             self._engine.create(self._layout(), self._config())
             logger.info("created %s (%s)", what, self._layout())
             return
         stored = _parse_config(self._engine.read_config(), what)
         check_spec(stored["spec"], self.spec, what=what)
-        requested = {"quantization": self.quantization, "matryoshka_dims": self.matryoshka_dims}
-        differing = [name for name, value in requested.items() if stored[name] != value]
+        requested: dict[str, Any] = {
+            "quantization": self.quantization,
+            "matryoshka_dims": self.matryoshka_dims,
+        }
+        if requested_sparse is not None:
+            requested["sparse"] = requested_sparse
+        differing = [
+            name for name, value in requested.items() if not _same(name, stored[name], value)
+        ]
         if differing:
             details = "; ".join(
                 f"{name}: stored {stored[name]!r} != requested {requested[name]!r}"
@@ -214,6 +241,7 @@ class QdrantIndex(BaseIndex):
                 f"{what} exists with other settings: {details} (QdrantIndex.load opens it as "
                 "stored)"
             )
+        self.bm25 = _with_analyzer(stored["sparse"])
 
     @classmethod
     def load(
@@ -265,6 +293,7 @@ class QdrantIndex(BaseIndex):
                 matryoshka_dims=stored["matryoshka_dims"],
                 spec=stored["spec"],
                 trust_store=trust_store,
+                sparse=stored["sparse"] or False,
                 **options,
             )
 
@@ -291,6 +320,12 @@ class QdrantIndex(BaseIndex):
                 zip(documents.ids, documents.texts, documents.metadata, strict=True)
             )
         ]
+        if self.bm25 is not None:
+            analyzer = self.bm25.analyzer()
+            for (_, point_vectors, _), text in zip(points, documents.texts, strict=True):
+                weights = document_weights(analyzer.terms(text or ""), self.bm25)
+                if weights.indices:  # no text, or no term in it: no sparse vector
+                    point_vectors[SPARSE_VECTOR] = weights
         for start in range(0, len(points), self.batch_size):
             self._engine.upsert(points[start : start + self.batch_size])
 
@@ -317,12 +352,7 @@ class QdrantIndex(BaseIndex):
                 yield payload["llmvec_id"], dict(payload.get("metadata") or {})
 
     def _search(self, queries: np.ndarray, k: int, filter: Conditions | None) -> list[list[Hit]]:
-        for key, values in (filter or {}).items():
-            for value in values if isinstance(values, list) else []:
-                if isinstance(value, float):
-                    raise ValueError(
-                        f"Qdrant matches str, int or bool values exactly; got {value!r} for {key!r}"
-                    )
+        _check_exact_values(filter)
         named = {FULL_VECTOR: queries}
         named.update({vector_name(d): truncate(queries, d) for d in self.matryoshka_dims})
         per_query = [
@@ -330,18 +360,24 @@ class QdrantIndex(BaseIndex):
             for row in range(len(queries))
         ]
         results = self._engine.query(per_query, self._plan(k, filter))
-        return [
-            [
-                Hit(
-                    payload["llmvec_id"],
-                    float(score),
-                    payload.get("text"),
-                    payload.get("metadata") or {},
-                )
-                for score, payload in scored
-            ]
-            for scored in results
-        ]
+        return [_hits(scored) for scored in results]
+
+    def _sparse_search(
+        self, texts: list[str], k: int, filter: Conditions | None
+    ) -> list[list[Hit]]:
+        assert self.bm25 is not None
+        _check_exact_values(filter)
+        analyzer = self.bm25.analyzer()
+        queries = [query_weights(analyzer.terms(text)) for text in texts]
+        asked = [row for row, query in enumerate(queries) if query.indices]
+        results: list[list[Hit]] = [[] for _ in texts]  # a query with no term finds nothing
+        if asked:
+            found = self._engine.query_sparse(
+                [queries[row] for row in asked], SPARSE_VECTOR, k, filter
+            )
+            for row, scored in zip(asked, found, strict=True):
+                results[row] = _hits(scored)
+        return results
 
     def _plan(self, k: int, filter: Conditions | None) -> SearchPlan:
         quantized: Quantized = None
@@ -395,6 +431,7 @@ class QdrantIndex(BaseIndex):
                 quantization=self.quantization,
                 matryoshka_dims=self.matryoshka_dims,
                 spec=self.spec,
+                sparse=self.bm25 or False,
             )
             with copy:
                 for batch in self._engine.scroll(self.batch_size):
@@ -501,12 +538,14 @@ def _parse_config(config: dict[str, Any] | None, what: str) -> dict[str, Any]:
         )
     try:
         spec = EmbeddingSpec.from_dict(config["spec"])
+        sparse = config.get("sparse")  # absent: made before llmvec stored BM25 vectors
         return {
             "spec": spec,
             "quantization": config["quantization"],
             "matryoshka_dims": _check_matryoshka_dims(config["matryoshka_dims"], spec.dim),
+            "sparse": None if sparse is None else BM25Settings.from_dict(sparse),
         }
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{what} has a corrupt llmvec config: {error!r}") from None
 
 
@@ -524,3 +563,35 @@ def _check_matryoshka_dims(dims: Sequence[int] | None, dim: int) -> tuple[int, .
     if len(set(dims)) != len(dims):
         raise ValueError(f"duplicate matryoshka_dims: {list(dims)}")
     return tuple(sorted(dims))
+
+
+def _with_analyzer(settings: BM25Settings | None) -> BM25Settings | None:
+    """``settings``, once their analyzer is known to load (the stemmer may be missing)."""
+    if settings is not None:
+        settings.analyzer()
+    return settings
+
+
+def _same(name: str, stored: Any, requested: Any) -> bool:
+    """Whether a stored setting is the requested one (``sparse=True``: any BM25 settings)."""
+    if name == "sparse" and isinstance(requested, bool):
+        return (stored is not None) == requested
+    return bool(stored == requested)
+
+
+def _check_exact_values(filter: Conditions | None) -> None:
+    """Qdrant matches values exactly: a float (other than in a range) cannot match."""
+    for key, values in (filter or {}).items():
+        for value in values if isinstance(values, list) else []:
+            if isinstance(value, float):
+                raise ValueError(
+                    f"Qdrant matches str, int or bool values exactly; got {value!r} for {key!r}"
+                )
+
+
+def _hits(scored: list[tuple[float, dict[str, Any]]]) -> list[Hit]:
+    """Hits of an engine's (score, payload) results."""
+    return [
+        Hit(payload["llmvec_id"], float(score), payload.get("text"), payload.get("metadata") or {})
+        for score, payload in scored
+    ]

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmvec.index.bm25 import TermWeights
 from llmvec.index.records import Conditions, Range
 from llmvec.index.storage import read_json, write_json
 
-#: A stored point: (point id, {vector name: values}, payload).
-Point = tuple[str, dict[str, list[float]], dict[str, Any]]
+#: A stored point: (point id, {vector name: dense values or sparse term weights}, payload).
+Point = tuple[str, dict[str, "list[float] | TermWeights"], dict[str, Any]]
 #: A search result: (score, payload).
 Scored = tuple[float, dict[str, Any]]
 
@@ -35,10 +36,13 @@ _INT8_QUANTILE = 0.99
 
 @dataclass(frozen=True)
 class Layout:
-    """A collection's named vectors (name -> size, cosine distance) and its quantization."""
+    """A collection's named vectors (name -> size, cosine distance), its quantization, and its
+    sparse vectors (names; Qdrant's IDF modifier on each: documents store BM25's
+    term-frequency half, Qdrant adds the IDF)."""
 
     vectors: dict[str, int]
     quantization: str | None
+    sparse_vectors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,42 @@ class Engine(ABC):
             arguments = self._stage_arguments(vectors[final.using], final, plan, inner, condition)
             requests.append(self.types.QueryRequest(**arguments, with_payload=True))
         return self._run(requests)
+
+    def query_sparse(
+        self, queries: list[TermWeights], using: str, limit: int, filter: Conditions | None
+    ) -> list[list[Scored]]:
+        """The ``limit`` best points per non-empty sparse query on the sparse vector
+        ``using`` (dot product, with the collection's IDF), filtered."""
+        condition = self._filter(filter) if filter else None
+        requests = [self._sparse_request(query, using, limit, condition) for query in queries]
+        return self._run(requests)
+
+    @abstractmethod
+    def _sparse_request(self, query: TermWeights, using: str, limit: int, condition: Any) -> Any:
+        """The request of one sparse query (the libraries' keywords differ)."""
+
+    def _sparse(self, weights: TermWeights) -> Any:
+        """``weights`` as the library's sparse vector."""
+        return self.types.SparseVector(indices=list(weights.indices), values=list(weights.values))
+
+    def _point_vectors(self, vectors: Any) -> dict[str, list[float] | TermWeights]:
+        """A record's vectors, sparse ones as :class:`TermWeights` (so points copy across
+        engines)."""
+        found: dict[str, list[float] | TermWeights] = {}
+        for name, value in dict(vectors or {}).items():
+            if hasattr(value, "indices"):
+                found[name] = TermWeights(
+                    [int(i) for i in value.indices], [float(v) for v in value.values]
+                )
+            else:
+                found[name] = value
+        return found
+
+    def _native_vectors(self, vectors: dict[str, list[float] | TermWeights]) -> dict[str, Any]:
+        return {
+            name: self._sparse(value) if isinstance(value, TermWeights) else value
+            for name, value in vectors.items()
+        }
 
     # Both client libraries name these types and keywords alike: ``self.types`` is the module.
     def _filter(self, filter: Conditions) -> Any:
@@ -238,12 +278,16 @@ class ClientEngine(Engine):
                     type=m.ScalarType.INT8, quantile=_INT8_QUANTILE, always_ram=True
                 )
             )
+        sparse = {
+            name: m.SparseVectorParams(modifier=m.Modifier.IDF) for name in layout.sparse_vectors
+        }
         self.client.create_collection(
             self.collection,
             vectors_config={
                 name: m.VectorParams(size=size, distance=m.Distance.COSINE)
                 for name, size in layout.vectors.items()
             },
+            sparse_vectors_config=sparse or None,
             quantization_config=quantization,
             metadata={"llmvec": config},
         )
@@ -255,7 +299,7 @@ class ClientEngine(Engine):
 
     def upsert(self, points: list[Point]) -> None:
         structs = [
-            self.types.PointStruct(id=pid, vector=vectors, payload=payload)
+            self.types.PointStruct(id=pid, vector=self._native_vectors(vectors), payload=payload)
             for pid, vectors, payload in points
         ]
         self.client.upsert(self.collection, points=structs, wait=True)
@@ -277,7 +321,9 @@ class ClientEngine(Engine):
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-            yield [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
+            yield [
+                (str(r.id), self._point_vectors(r.vector), dict(r.payload or {})) for r in records
+            ]
             if offset is None:
                 return
 
@@ -285,7 +331,7 @@ class ClientEngine(Engine):
         records = self.client.retrieve(
             self.collection, ids=point_ids, with_payload=True, with_vectors=True
         )
-        return [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
+        return [(str(r.id), self._point_vectors(r.vector), dict(r.payload or {})) for r in records]
 
     def close(self) -> None:
         if self.owns_client:
@@ -305,6 +351,15 @@ class ClientEngine(Engine):
             "prefetch": inner,
             "filter": condition,
         }
+
+    def _sparse_request(self, query: TermWeights, using: str, limit: int, condition: Any) -> Any:
+        return self.types.QueryRequest(
+            query=self._sparse(query),
+            using=using,
+            limit=limit,
+            filter=condition,
+            with_payload=True,
+        )
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
         with warnings.catch_warnings():
@@ -350,7 +405,13 @@ class EdgeEngine(Engine):
             name: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
             for name, size in layout.vectors.items()
         }
-        edge_config = qe.EdgeConfig(vectors=vectors, quantization_config=quantization)
+        sparse = {
+            name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
+            for name in layout.sparse_vectors
+        }
+        edge_config = qe.EdgeConfig(
+            vectors=vectors, sparse_vectors=sparse or None, quantization_config=quantization
+        )
         self._shard = qe.EdgeShard.create(str(self.shard_dir), edge_config)
         write_json(self.config_file, config)
 
@@ -361,7 +422,10 @@ class EdgeEngine(Engine):
 
     def upsert(self, points: list[Point]) -> None:
         qe = self.types
-        batch = [qe.Point(pid, vectors, payload) for pid, vectors, payload in points]
+        batch = [
+            qe.Point(pid, self._native_vectors(vectors), payload)
+            for pid, vectors, payload in points
+        ]
         self.shard.update(qe.UpdateOperation.upsert_points(batch))
 
     def delete(self, point_ids: list[str]) -> None:
@@ -377,13 +441,15 @@ class EdgeEngine(Engine):
                 offset=offset, limit=batch_size, with_payload=True, with_vector=with_vectors
             )
             records, offset = self.shard.scroll(request)
-            yield [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
+            yield [
+                (str(r.id), self._point_vectors(r.vector), dict(r.payload or {})) for r in records
+            ]
             if offset is None:
                 return
 
     def retrieve(self, point_ids: list[str]) -> list[Point]:
         records = self.shard.retrieve(point_ids, True, True)
-        return [(str(r.id), dict(r.vector or {}), dict(r.payload or {})) for r in records]
+        return [(str(r.id), self._point_vectors(r.vector), dict(r.payload or {})) for r in records]
 
     def optimize(self) -> None:
         self.shard.optimize()
@@ -407,6 +473,17 @@ class EdgeEngine(Engine):
             "params": self._params(stage, plan),
             "filter": condition,
         }
+
+    def _sparse_request(self, query: TermWeights, using: str, limit: int, condition: Any) -> Any:
+        return self.types.QueryRequest(
+            limit=limit,
+            query=self.types.Query.Nearest(self._sparse(query), using=using),
+            filter=condition,
+            with_payload=True,
+        )
+
+    def _sparse(self, weights: TermWeights) -> Any:
+        return self.types.SparseVector(list(weights.indices), list(weights.values))
 
     def _run(self, requests: list[Any]) -> list[list[Scored]]:
         responses = self.shard.query_batch(self.types.QueryBatchRequest(requests))
