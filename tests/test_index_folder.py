@@ -3,6 +3,7 @@ removed, symlinks kept inside the folder, unreadable files listed, every user er
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from llmvec import cli
 
 @pytest.fixture
 def model(tiny_llama: Path) -> list[str]:
-    return ["--model", str(tiny_llama), "--chunk-chars", "40"]
+    return ["--model", str(tiny_llama), "--chunk-tokens", "40", "--overlap", "0"]
 
 
 def _stored(store: Path) -> dict[str, str | None]:
@@ -53,12 +54,15 @@ def test_shrunk_and_deleted_files_leave_the_store(
     store = f"faiss:{tmp_path / 'store'}"
     assert cli.main(["index", str(other.parent), "--store", store, *model]) == 0
     assert cli.main(["index", str(docs), "--store", store, *model]) == 0
-    assert len(_stored(tmp_path / "store")) == 4 + 1 + 1 + 1
+    long_chunks = sum(1 for i in _stored(tmp_path / "store") if i.startswith(long.as_posix()))
+    assert long_chunks >= 2 and len(_stored(tmp_path / "store")) == long_chunks + 3
     long.write_text("Paragraph number 0 here.")
     gone.unlink()
     capsys.readouterr()
-    assert cli.main(["index", str(docs), "--store", store, *model]) == 0
-    assert "removed 4 stale chunks" in capsys.readouterr().out
+    assert cli.main(["index", str(docs), "--store", store, *model, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["changed"], report["removed"]) == (1, 1)
+    assert report["chunks_removed"] == long_chunks - 1 + 1
     assert sorted(_stored(tmp_path / "store")) == sorted(
         [f"{long.as_posix()}#0", f"{kept.as_posix()}#0", f"{other.as_posix()}#0"]
     )
@@ -97,7 +101,7 @@ def test_binary_and_undecodable_files_are_skipped_and_listed(
     store = f"faiss:{tmp_path / 'store'}"
     assert cli.main(["index", str(docs), "--store", store, *model]) == 0
     captured = capsys.readouterr()
-    assert "indexed 1 chunks from 1 files" in captured.out
+    assert "1 files:" not in captured.out and "3 files: 1 new" in captured.out
     lines = captured.err.strip().splitlines()
     assert lines[0] == "skipped 2 files:"
     assert any("data.txt: binary file" in line for line in lines)
@@ -107,15 +111,19 @@ def test_binary_and_undecodable_files_are_skipped_and_listed(
     assert "Café au lait." in _stored(tmp_path / "store").values()
 
 
-def test_a_huge_whole_file_is_cut_before_tokenizing(tmp_path: Path, model: list[str]) -> None:
-    """A 52 MB file with --whole-files: stored whole, encoded from its first max_length tokens."""
+def test_a_huge_file_is_chunked_to_what_the_encoder_reads(tmp_path: Path, model: list[str]) -> None:
+    """A 400 KB one-line file under max_length 64: every chunk fits, none is truncated."""
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "huge.txt").write_text("All work and no play makes a dull model. " * 1_300_000)
+    (docs / "huge.txt").write_text("All work and no play makes a dull model. " * 10_000)
     store = f"faiss:{tmp_path / 'store'}"
-    arguments = ["index", str(docs), "--store", store, "--whole-files", *model[:2]]
+    arguments = ["index", str(docs), "--store", store, *model[:2], "--chunk-tokens", "1000"]
     assert cli.main([*arguments, "--max-length", "64"]) == 0
-    assert len(_stored(tmp_path / "store")) == 1
+    texts = [str(t) for t in _stored(tmp_path / "store").values()]
+    encoder = llmvec.Encoder(model[1], max_length=64)
+    assert len(texts) > 1000 and not any(t.truncated for t in encoder.tokenize(texts))
+    first = ["All", "work", "and", "no", "play", "makes", "a", "dull", "model."]
+    assert " ".join(texts).split()[: len(first)] == first
 
 
 @pytest.mark.parametrize(

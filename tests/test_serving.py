@@ -464,7 +464,7 @@ def test_index_and_search_through_a_server(
         (folder / f"{number}.txt").write_text(text + "\n", encoding="utf-8")
     store = f"faiss:{tmp_path / 'store'}"
     assert main(["index", str(folder), "--store", store, "--server", server]) == 0
-    assert "indexed 8 chunks" in capsys.readouterr().out
+    assert "8 chunks encoded" in capsys.readouterr().out
     assert main(["search", "capital of France", "--store", store, "--server", server]) == 0
     remote_hits = capsys.readouterr().out
     # The same store searched with the local encoder that the stored spec names.

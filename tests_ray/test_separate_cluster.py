@@ -1,6 +1,6 @@
 """On a separate ``ray start --head`` cluster, through ``llmvec index --ray ADDRESS``: a local
 Qdrant store written by the driver, and a Qdrant server written by the workers, whose run is
-killed midway and started again from the beginning."""
+killed midway and started again: the second run encodes what the first did not store."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from llmvec import Encoder, QdrantIndex
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory, sentences: list[str]) -> Path:
-    """One file per sentence: ``0000.txt`` ... (indexed with ``--whole-files``)."""
+    """One file per sentence: ``0000.txt`` ... (each one chunk)."""
     root = tmp_path_factory.mktemp("corpus")
     for number, sentence in enumerate(sentences):
         (root / f"{number:04d}.txt").write_text(sentence, encoding="utf-8")
@@ -31,7 +31,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory, sentences: list[str]) -
 
 def index_command(corpus: Path, address: str, store: str) -> list[str]:
     return [
-        *(sys.executable, "-m", "llmvec.cli", "index", str(corpus), "--whole-files"),
+        *(sys.executable, "-m", "llmvec.cli", "index", str(corpus), "--chunk-tokens", "256"),
         *("--ray", address, "--store", store, "--model", MODEL),
         *("--batch-size", "16", "--no-progress"),
     ]
@@ -57,7 +57,7 @@ def test_cli_writes_a_local_store_from_the_driver(
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"indexed {len(reference)} chunks" in result.stdout
+    assert f"{len(reference)} chunks encoded" in result.stdout
     with QdrantIndex.load(store, encoder=minilm) as index:  # the spec check passes
         assert len(index) == len(reference) and index.spec == minilm.spec
     client = QdrantClient(path=str(store))

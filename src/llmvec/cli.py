@@ -10,9 +10,9 @@ import argparse
 import codecs
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,21 +21,55 @@ from llmvec import __version__
 from llmvec.backends import BACKENDS
 from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
-from llmvec.index.stores import ALL_STORE_PRECISIONS, STORE_PRECISIONS
-from llmvec.models import DEFAULT_MODEL
+from llmvec.index.stores import (
+    ALL_STORE_PRECISIONS,
+    STORE_PRECISIONS,
+    check_store_precision,
+    finish_store,
+    store_writer,
+)
+from llmvec.models import DEFAULT_INDEX_MODEL, DEFAULT_MODEL
 from llmvec.serving.command import add_serve_arguments, serve_from_args
+from llmvec.store_commands import (
+    JSON_SCHEMA,
+    describe,
+    display_path,
+    documents,
+    hit_entry,
+    matching_sources,
+    parse_date,
+    where_filter,
+)
+from llmvec.sync import Chunking, Writer
 from llmvec.training.command import add_train_arguments, train_from_args
 from llmvec.validation import check_positive
 
 if TYPE_CHECKING:
-    from llmvec.documents import Loaded
+    from llmvec.documents import Skipped
     from llmvec.encoder import Encoder
     from llmvec.index.base import BaseIndex
     from llmvec.index.records import Id
     from llmvec.index.stores import Store
+    from llmvec.spec import EmbeddingSpec
     from llmvec.text_encoder import TextEncoder
 
 logger = logging.getLogger("llmvec.cli")
+
+#: The file types ``llmvec index`` reads (PDF and DOCX with the ``files`` extra).
+_DOCUMENT_KINDS = ".txt, .md, .rst, .html, .pdf, .docx"
+#: What ``llmvec search --mode`` ranks by.
+SEARCH_MODES = ("dense", "sparse", "hybrid")
+#: Encoder options that are part of the recipe: given to ``llmvec index`` on an existing store,
+#: they are checked against its spec (else the store's own recipe is used).
+_RECIPE_OPTIONS = (
+    "model",
+    "pooling",
+    "template",
+    "layer",
+    "truncate_dim",
+    "query_instruction",
+    "instruction_format",
+)
 
 #: Qdrant Edge (the real engine, in-process) in a folder of the working directory: no server,
 #: nothing to set up, and no pickles (qdrant-client's embedded mode stores points as pickles).
@@ -69,13 +103,18 @@ class Command:
 
 
 # ---------------------------------------------------------------------- shared options
-def add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that choose and configure the encoder (shared by the subcommands)."""
+def add_encoder_arguments(
+    parser: argparse.ArgumentParser, default_model: str | None = DEFAULT_MODEL
+) -> None:
+    """The options that choose and configure the encoder (shared by the subcommands);
+    ``default_model=None``: the command picks (``index``: the store's recipe, or
+    :data:`~llmvec.models.DEFAULT_INDEX_MODEL` for a new store)."""
     group = parser.add_argument_group("encoder")
+    shown = default_model or f"the store's recipe; a new store: {DEFAULT_INDEX_MODEL}"
     group.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help=f"packaged model name, hub id, local folder or .gguf file (default: {DEFAULT_MODEL})",
+        default=default_model,
+        help=f"packaged model name, hub id, local folder or .gguf file (default: {shown})",
     )
     group.add_argument(
         "--backend",
@@ -142,12 +181,13 @@ def _backend_option(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The Encoder keyword arguments that :func:`add_encoder_arguments` describes."""
+def encoder_kwargs(args: argparse.Namespace, default_model: str = DEFAULT_MODEL) -> dict[str, Any]:
+    """The Encoder keyword arguments that :func:`add_encoder_arguments` describes
+    (``default_model`` where ``--model`` is not given)."""
     # Only when asked for: other backends take no `compile` argument.
     compiled = {"compile": True} if args.compile else {}
     return {
-        "model": args.model,
+        "model": args.model or default_model,
         "backend": args.backend,
         "device": args.device,
         "dtype": args.dtype,
@@ -165,11 +205,11 @@ def encoder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def encoder_from_args(args: argparse.Namespace) -> Encoder:
+def encoder_from_args(args: argparse.Namespace, default_model: str = DEFAULT_MODEL) -> Encoder:
     """Build the encoder that :func:`add_encoder_arguments` describes."""
     from llmvec.encoder import Encoder
 
-    return Encoder(**encoder_kwargs(args))
+    return Encoder(**encoder_kwargs(args, default_model))
 
 
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,22 +304,31 @@ def run_encode(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- index
 def _index_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help="folder (or file) of .txt / .md documents")
+    parser.add_argument("source", type=Path, help=f"folder (or file) of {_DOCUMENT_KINDS} files")
     _store_arguments(parser)
     parser.add_argument(
         "--precision",
-        default="float32",
         choices=ALL_STORE_PRECISIONS,
-        help="stored precision (default: float32); int8 and binary rescore with float vectors",
+        help="stored precision of a new store (default: float32); int8 and binary rescore with "
+        "float vectors",
     )
     parser.add_argument(
-        "--chunk-chars",
+        "--chunk-tokens",
         type=int,
-        default=1000,
-        help="cut documents into paragraph chunks of at most N characters (1000)",
+        default=Chunking.max_tokens,
+        help=f"tokens of the encoder per chunk ({Chunking.max_tokens}), capped at what it reads",
     )
     parser.add_argument(
-        "--whole-files", action="store_true", help="one document per file, no chunking"
+        "--overlap",
+        type=int,
+        default=Chunking.overlap,
+        help=f"tokens shared by consecutive chunks ({Chunking.overlap})",
+    )
+    parser.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="keep the chunks of files that are gone from the folder",
     )
     parser.add_argument(
         "--encoding", default="utf-8", help="text encoding of the files (utf-8); others skipped"
@@ -289,6 +338,7 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also read symlinks that lead out of the folder (default: skipped)",
     )
+    _json_argument(parser)
     ray = parser.add_argument_group("ray (pip install 'llmvec[ray]')")
     ray.add_argument(
         "--ray",
@@ -301,144 +351,185 @@ def _index_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--actors", type=int, default=1, help="encoder actors on Ray (1)")
     ray.add_argument("--gpus-per-actor", type=float, help="GPUs each Ray actor reserves")
     _server_arguments(parser)
-    add_encoder_arguments(parser)
+    add_encoder_arguments(parser, default_model=None)
     _progress_arguments(parser)
 
 
 def run_index(args: argparse.Namespace) -> int:
-    """Read, chunk, encode and store a folder of documents; the chunks of files that are gone
-    or shorter now leave the store."""
-    from llmvec.documents import load_chunks
-    from llmvec.index.stores import check_store_precision, store_writer
+    """Bring a store in step with a folder: new and changed files are read, chunked and
+    encoded, moved ones re-keyed, deleted ones removed (see :mod:`llmvec.sync`)."""
+    from llmvec.documents import find_files
+    from llmvec.sync import FolderSync
 
-    store = store_from_args(args)
-    check_store_precision(store, args.precision)
+    chunking = Chunking(args.chunk_tokens, args.overlap)
     try:
         codecs.lookup(args.encoding)
     except LookupError:
         raise ValueError(f"unknown --encoding {args.encoding!r}") from None
+    found, _ = find_files(args.source, follow_symlinks=args.follow_symlinks)
+    store = store_from_args(args)
+    if not found and not store.exists:
+        raise ValueError(f"no readable document ({_DOCUMENT_KINDS}) found in {str(args.source)!r}")
+    if args.precision is not None:
+        check_store_precision(store, args.precision)
     with store_writer(store):  # a second writer fails here, before any work
-        loaded = load_chunks(
-            args.source,
-            None if args.whole_files else args.chunk_chars,
-            follow_symlinks=args.follow_symlinks,
-            encoding=args.encoding,
-        )
-        if not loaded.files:
-            _report_skipped(loaded)
-            raise ValueError(f"no readable .txt or .md file found in {str(args.source)!r}")
         if args.ray is not None:
-            written, removed, total = _index_on_ray(args, store, loaded)
-        else:
-            written, removed, total = _index_here(args, store, loaded)
-    files = len(loaded.files)
-    gone = f", removed {removed} stale chunks" if removed else ""
-    print(f"indexed {written} chunks from {files} files into {store}{gone} ({total} in store)")
-    _report_skipped(loaded)
+            from llmvec.ray import connect
+
+            connect(args.ray)
+        index, encoder = _index_for(args, store)
+        try:
+            writer = _ray_writer(args, index) if args.ray is not None else None
+            sync = FolderSync(
+                index,
+                chunking,
+                encoder,
+                writer=writer,
+                prune=args.prune,
+                follow_symlinks=args.follow_symlinks,
+                encoding=args.encoding,
+                batch_size=sys.maxsize if writer else args.batch_size * 4,
+            )
+            with _progress_bar(args) as progress:
+                report = sync.run(args.source, progress)
+            finish_store(index, store)
+        finally:
+            index.close()
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "store": str(store), **report.as_dict()})
+        return 0
+    model = _recipe(index.spec)
+    print(
+        f"{report.files} files: {report.added} new, {report.changed} changed, "
+        f"{report.reused} moved or copied, {report.unchanged} unchanged, {report.removed} "
+        f"removed; {report.chunks_encoded} chunks encoded, {report.chunks_reused} reused, "
+        f"{report.chunks_removed} removed; {report.chunks_stored} in {store} ({model})"
+    )
+    _report_skipped(report.skipped)
     return 0
 
 
-def _index_here(args: argparse.Namespace, store: Store, loaded: Loaded) -> tuple[int, int, int]:
-    """Encode the chunks in this process; returns (written, removed, stored) counts."""
-    from tqdm.auto import tqdm
+def _index_for(
+    args: argparse.Namespace, store: Store
+) -> tuple[BaseIndex, Callable[[], TextEncoder] | None]:
+    """The store's index and the factory of its documents' encoder (called only when a file
+    must be encoded). A store that exists keeps its recipe unless encoder options are given;
+    a new one gets them, or the default recipe (:data:`~llmvec.models.DEFAULT_INDEX_MODEL`)."""
+    from llmvec.index.specs import check_spec, encoder_for
+    from llmvec.index.stores import create_store, open_store
 
-    from llmvec.index.stores import create_store, finish_store
+    precision = args.precision or "float32"
+    if args.server:
+        encoder = remote_encoder(args)
+        return create_store(store, encoder, precision), lambda: encoder
+    if store.exists and not _encoder_options_given(args):
+        index = open_store(store)
+        if args.precision is not None and index.spec.precision != args.precision:
+            raise ValueError(
+                f"store {store} holds precision {index.spec.precision!r}, not "
+                f"{args.precision!r}; use another store for another precision"
+            )
+        what = f"store {store}"
+        options = {"device": args.device, "batch_size": args.batch_size}
+        return index, lambda: encoder_for(index.spec, what=what, **options)
+    if args.ray is not None:
+        # The vectors come from Ray's actors: the store needs only their spec.
+        from llmvec.ray import EncoderConfig
 
-    chunks = loaded.chunks
-    encoder = remote_encoder(args) if args.server else encoder_from_args(args)
-    index = create_store(store, encoder, args.precision)
-    try:
-        show = sys.stderr.isatty() if args.progress is None else args.progress
-        step = args.batch_size * 4
-        with tqdm(total=len(chunks), desc="indexing", unit="chunk", disable=not show) as bar:
-            for start in range(0, len(chunks), step):
-                batch = chunks[start : start + step]
-                index.add(
-                    [c.text for c in batch],
-                    ids=[c.id for c in batch],
-                    metadata=[c.metadata for c in batch],
-                )
-                bar.update(len(batch))
-        removed = _remove_stale(index, loaded, args.source)
-        total = len(index)
-        finish_store(index, store)
-    finally:
-        index.close()
-    return len(chunks), removed, total
+        kwargs = encoder_kwargs(args, default_model=DEFAULT_INDEX_MODEL)
+        config = EncoderConfig(server=args.server) if args.server else EncoderConfig.of(kwargs)
+        spec = config.probe().spec
+        assert spec is not None
+        index = create_store(store, None, precision, spec=spec)
+        check_spec(index.spec, spec, what=f"store {store}")
+        return index, None
+    encoder = encoder_from_args(args, default_model=DEFAULT_INDEX_MODEL)
+    return create_store(store, encoder, precision), lambda: encoder
 
 
-def _index_on_ray(args: argparse.Namespace, store: Store, loaded: Loaded) -> tuple[int, int, int]:
-    """``llmvec index --ray``: the same chunks encoded by Ray Data actors (Ray reports the
-    progress) and written by :func:`llmvec.ray.index_dataset`; returns the counts."""
+def _encoder_options_given(args: argparse.Namespace) -> bool:
+    """Whether the command line says how to encode (else an existing store's recipe holds)."""
+    return any(getattr(args, name) is not None for name in _RECIPE_OPTIONS) or args.backend != (
+        "transformers"
+    )
+
+
+def _ray_writer(args: argparse.Namespace, index: BaseIndex) -> Writer:
+    """Chunks encoded by Ray Data actors (Ray reports the progress); their vectors stream back
+    into ``index``, with each chunk's metadata, as they come."""
+    import numpy as np
     import ray.data
 
-    from llmvec.index.stores import finish_store, open_store
-    from llmvec.ray import Columns, EncoderConfig, connect, index_dataset
+    from llmvec.ray import EncoderConfig, embed
 
-    connect(args.ray)
     if args.progress is not None:
         ray.data.DataContext.get_current().enable_progress_bars = args.progress
-    chunks = loaded.chunks
-    written = 0
-    if chunks:
-        dataset = ray.data.from_items([{"id": c.id, "text": c.text, **c.metadata} for c in chunks])
-        written = index_dataset(
-            dataset,
-            store,
-            EncoderConfig(server=args.server) if args.server else encoder_kwargs(args),
-            precision=args.precision,
-            columns=Columns(metadata=tuple(chunks[0].metadata)),
+
+    def write(texts: list[str], ids: Sequence[Id], metadata: list[dict[str, Any]]) -> None:
+        rows = [{"id": i, "text": t} for i, t in zip(ids, texts, strict=True)]
+        by_id = dict(zip(ids, zip(texts, metadata, strict=True), strict=True))
+        vectors = embed(
+            ray.data.from_items(rows),
+            EncoderConfig(server=args.server) if args.server else EncoderConfig.of(index.spec),
             concurrency=args.actors,
             num_gpus=args.gpus_per_actor,
             batch_size=args.batch_size * 4,
         )
-    index = open_store(store)
-    try:
-        removed = _remove_stale(index, loaded, args.source)
-        total = len(index)
-        finish_store(index, store)
-    finally:
-        index.close()
-    return written, removed, total
+        for batch in vectors.iter_batches(batch_size=args.batch_size * 4, batch_format="numpy"):
+            batch_ids = batch["id"].tolist()
+            index.add_embeddings(
+                np.stack(list(batch["vector"])).astype(np.float32),
+                ids=batch_ids,
+                texts=[by_id[i][0] for i in batch_ids],
+                metadata=[by_id[i][1] for i in batch_ids],
+            )
+
+    return write
 
 
-def _remove_stale(index: BaseIndex, loaded: Loaded, source: Path) -> int:
-    """Delete the stored chunks of files read now that no longer have them (the file shrank),
-    and of files under the indexed folder that are gone; returns how many."""
-    current = {chunk.id for chunk in loaded.chunks}
-    read = set(loaded.files)
-    # A skipped file keeps its chunks, and so does every file under a skipped folder.
-    skipped = tuple(item.path for item in loaded.skipped)
-    folder = os.path.abspath(source) + os.sep if source.is_dir() else None
-    stale: list[Id] = []
-    for doc_id, metadata in index.metadata_items():
-        origin = metadata.get("source")
-        if doc_id in current or not isinstance(origin, str) or _under(origin, skipped):
-            continue
-        if origin in read or (folder is not None and origin.startswith(folder)):
-            stale.append(doc_id)
-    index.delete(stale)
-    return len(stale)
+@contextmanager
+def _progress_bar(args: argparse.Namespace) -> Iterator[Callable[[int, int, int], None]]:
+    """One bar over the chunks stored, with the files done and the rate."""
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    with tqdm(desc="indexing", unit="chunk", disable=not show or args.json) as bar:
+
+        def update(chunks: int, done: int, files: int) -> None:
+            bar.update(chunks - bar.n)
+            bar.set_postfix_str(f"{done}/{files} files", refresh=False)
+
+        yield update
 
 
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    """Whether ``path`` is one of ``roots`` or lies inside one."""
-    return any(path == root or path.startswith(root + os.sep) for root in roots)
+def _recipe(spec: EmbeddingSpec) -> str:
+    """The model and recipe of stored vectors, in a few words."""
+    parts = [f"model {spec.model}", f"{spec.pooling} pooling"]
+    if spec.template:
+        parts.append(f"template {spec.template}")
+    if spec.layer is not None:
+        parts.append(f"layer {spec.layer}")
+    parts.append(spec.precision)
+    return ", ".join(parts)
 
 
-def _report_skipped(loaded: Loaded) -> None:
+def _report_skipped(skipped: Sequence[Skipped]) -> None:
     """List the files that were not read, and why, on stderr."""
-    if not loaded.skipped:
+    if not skipped:
         return
-    print(f"skipped {len(loaded.skipped)} files:", file=sys.stderr)
-    for item in loaded.skipped:
-        print(f"  {_display_path(item.path)}: {item.reason}", file=sys.stderr)
+    print(f"skipped {len(skipped)} files:", file=sys.stderr)
+    for item in skipped:
+        print(f"  {display_path(item.path)}: {item.reason}", file=sys.stderr)
 
 
-def _display_path(path: str) -> str:
-    """``path`` relative to the working directory when it lies inside it."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("..") else relative
+def _json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (a stable schema) instead of text"
+    )
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 # ---------------------------------------------------------------------- search
@@ -446,8 +537,45 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("query", help="the search text")
     _store_arguments(parser)
     parser.add_argument("-k", type=int, default=5, metavar="N", help="number of hits (default: 5)")
+    parser.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep chunks whose metadata KEY is VALUE (repeatable: one key's values are any-of); "
+        "source=PATH|FOLDER|GLOB, ext=pdf, chunks=3...",
+    )
+    parser.add_argument("--after", metavar="DATE", help="files modified at or after DATE (ISO)")
+    parser.add_argument("--before", metavar="DATE", help="files modified before DATE (ISO)")
+    parser.add_argument(
+        "--mode",
+        choices=SEARCH_MODES,
+        default="dense",
+        help="dense vectors, sparse BM25, or hybrid (both fused by reciprocal rank; default dense)",
+    )
+    parser.add_argument(
+        "--weights",
+        type=_weights,
+        default=(1.0, 1.0),
+        metavar="DENSE,SPARSE",
+        help="hybrid fusion weights (default: 1,1)",
+    )
     parser.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
+    _json_argument(parser)
     _server_arguments(parser)
+
+
+def _weights(text: str) -> tuple[float, float]:
+    dense, comma, sparse = text.partition(",")
+    try:
+        weights = (float(dense), float(sparse))
+    except ValueError:
+        weights = (-1.0, -1.0)
+    if not comma or min(weights) < 0 or max(weights) == 0:
+        raise argparse.ArgumentTypeError(
+            f"expected two non-negative weights DENSE,SPARSE (not both 0), got {text!r}"
+        )
+    return weights
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -456,25 +584,137 @@ def run_search(args: argparse.Namespace) -> int:
     from llmvec.index.stores import open_store
 
     check_positive("k", args.k)
+    if args.after is not None:
+        parse_date(args.after, "--after")
+    if args.before is not None:
+        parse_date(args.before, "--before")
     store = store_from_args(args)
     index = open_store(store)
     try:
-        encoder: TextEncoder
-        if args.server:
-            encoder = remote_encoder(args)
-            check_spec(index.spec, encoder.spec, what=f"store {store}")
-        else:
-            encoder = encoder_for(index.spec, what=f"store {store}", device=args.device)
-        hits = index.search(encoder.encode_queries([args.query])[0], k=args.k)
+        filter = where_filter(index, args.where, args.after, args.before)
+        # A path or glob that names no stored file matches nothing.
+        nothing = filter is not None and filter.get("source") == []
+        encoder: TextEncoder | None = None
+        if args.mode != "sparse" and not nothing:
+            if args.server:
+                encoder = remote_encoder(args)
+                check_spec(index.spec, encoder.spec, what=f"store {store}")
+            else:
+                encoder = encoder_for(index.spec, what=f"store {store}", device=args.device)
+            index.use_encoder(encoder)
+        hits = (
+            []
+            if nothing
+            else index.search(
+                args.query, k=args.k, filter=filter, mode=args.mode, weights=args.weights
+            )
+        )
     finally:
         index.close()
+    if args.json:
+        entries = [hit_entry(rank, hit) for rank, hit in enumerate(hits, start=1)]
+        _print_json(
+            {"schema": JSON_SCHEMA, "query": args.query, "mode": args.mode, "hits": entries}
+        )
+        return 0
     for rank, hit in enumerate(hits, start=1):
         source = hit.metadata.get("source", hit.id)
         if isinstance(source, str):
-            source = _display_path(source)
+            source = display_path(source)
         snippet = " ".join((hit.text or "").split())
         snippet = snippet if len(snippet) <= 70 else snippet[:69] + "…"
         print(f"{rank}. {hit.score:.4f}  {source}  {snippet}")
+    return 0
+
+
+# ---------------------------------------------------------------------- ls, rm, info
+def _ls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", help="only these paths, folders or globs")
+    _store_arguments(parser)
+    _json_argument(parser)
+
+
+def run_ls(args: argparse.Namespace) -> int:
+    """List the stored documents with their chunk counts."""
+    from llmvec.index.stores import open_store
+
+    index = open_store(store_from_args(args))
+    try:
+        entries = documents(index)
+        if args.paths:
+            wanted = matching_sources(index, args.paths)
+            entries = [e for e in entries if e["path"] in wanted]
+    finally:
+        index.close()
+    if args.json:
+        _print_json({"schema": JSON_SCHEMA, "documents": entries})
+        return 0
+    for entry in entries:
+        state = "" if entry["complete"] else "  (incomplete: the next index run finishes it)"
+        path = display_path(entry["path"])
+        print(f"{entry['chunks']:6d}  {entry['modified'] or '-':25}  {path}{state}")
+    print(f"{len(entries)} documents, {sum(e['chunks'] for e in entries)} chunks")
+    return 0
+
+
+def _rm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="paths, folders or globs of stored documents")
+    _store_arguments(parser)
+    _json_argument(parser)
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    """Remove stored documents (all their chunks) by path, folder or glob."""
+    from llmvec.index.stores import open_store
+
+    store = store_from_args(args)
+    with store_writer(store):
+        index = open_store(store)
+        try:
+            matched = matching_sources(index, args.paths)
+            index.delete([i for ids in matched.values() for i in ids])
+            chunks = sum(len(ids) for ids in matched.values())
+            if matched:
+                finish_store(index, store)
+        finally:
+            index.close()
+    if args.json:
+        removed = sorted(matched)
+        _print_json({"schema": JSON_SCHEMA, "removed": removed, "chunks": chunks})
+    elif matched:
+        print(f"removed {len(matched)} documents ({chunks} chunks) from {store}")
+    if not matched:
+        print(f"llmvec: no stored document matches {' '.join(args.paths)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    _store_arguments(parser)
+    _json_argument(parser)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Describe a store: spec, counts, dimensions, bytes per vector, compression."""
+    from llmvec.index.stores import open_store
+
+    store = store_from_args(args)
+    index = open_store(store)
+    try:
+        info = describe(index, store)
+    finally:
+        index.close()
+    if args.json:
+        _print_json(info)
+        return 0
+    print(f"store      {info['store']}")
+    print(f"recipe     {_recipe(index.spec)}")
+    print(f"contents   {info['documents']} documents, {info['chunks']} chunks")
+    rescore = info["rescore_bytes_per_vector"]
+    extra = f" (+{rescore} B kept to rescore)" if rescore else ""
+    print(f"vectors    {info['dim']} dimensions, {info['bytes_per_vector']} B each{extra}")
+    print(f"sparse     {'BM25 beside the dense vectors' if info['sparse'] else 'none'}")
+    print(f"chunking   {', '.join(info['chunking']) or '-'}")
     return 0
 
 
@@ -730,9 +970,20 @@ COMMANDS: list[Command] = [
         "encode", "encode texts into vectors (JSON lines or .npy)", _encode_arguments, run_encode
     ),
     Command(
-        "index", "index a folder of .txt/.md files into a vector store", _index_arguments, run_index
+        "index",
+        "index a folder into a vector store, then keep it in step (only changes are encoded)",
+        _index_arguments,
+        run_index,
     ),
     Command("search", "search a store built by `llmvec index`", _search_arguments, run_search),
+    Command("ls", "list a store's documents with their chunk counts", _ls_arguments, run_ls),
+    Command("rm", "remove documents from a store by path, folder or glob", _rm_arguments, run_rm),
+    Command(
+        "info",
+        "a store's recipe, counts, dimensions, bytes per vector and compression",
+        _info_arguments,
+        run_info,
+    ),
     Command(
         "eval", "quality on STS (Spearman) or BEIR-layout retrieval data", _eval_arguments, run_eval
     ),

@@ -215,6 +215,18 @@ class Encoder:
         return self.truncate_dim or self.backend.hidden_size
 
     @property
+    def tokenizer(self) -> Any:
+        """The backend's (fast) tokenizer."""
+        return self.backend.tokenizer
+
+    @property
+    def document_token_budget(self) -> int:
+        """How many tokens of a document's text fit before the encoder cuts it: ``max_length``
+        less the special tokens, the document instruction and the template."""
+        empty = self.tokenize([""], instruction=self.document_instruction)[0]
+        return max(0, self.max_length - len(empty.ids))
+
+    @property
     def latent_head(self) -> LatentAttentionPooling | None:
         """The latent-attention head (built on first use) when the recipe pools with it."""
         return self._latent_attention() if self.recipe.pooling == "latent_attention" else None

@@ -28,6 +28,9 @@ PACKAGED_MODELS: dict[str, tuple[str, str | None]] = {
 }
 
 DEFAULT_MODEL = "smollm2"
+#: The model of a new ``llmvec index`` store: the packaged recipe with the best SciFact nDCG@10
+#: (``benchmarks/quality.py``: all-MiniLM-L6-v2 64.5, SmolLM2 with KE 21.5, SmolLM2 mean 11.6).
+DEFAULT_INDEX_MODEL = "all-minilm-l6-v2"
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,10 @@ from typing import Any
 import httpx
 import numpy as np
 
+from llmvec.serving import API_KEY_ENV
 from llmvec.serving.protocol import Side
 from llmvec.spec import EmbeddingSpec
 from llmvec.validation import as_text_list, check_positive
-
-#: The environment variable holding the API key of a server (for clients and ``llmvec serve``).
-API_KEY_ENV = "LLMVEC_API_KEY"
 
 
 class RemoteEncoder:

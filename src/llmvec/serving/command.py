@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llmvec.serving.client import API_KEY_ENV
+from llmvec.serving import API_KEY_ENV
 from llmvec.validation import check_positive
 
 _EXAMPLES = f"""\
