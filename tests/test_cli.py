@@ -166,6 +166,11 @@ def test_qdrant_server_store(
         code, out, _ = _run(capsys, "search", "rule of 72", "--store", store, "-k", "2")
         assert code == 0 and Path(_hits(out)[0][2]).name == "compound_interest.txt"
         assert any(path == "/collections/notes" for _, path, _ in server.requests)
+        # Again, with no model option: the collection's recipe, and nothing to encode.
+        code, out, _ = _run(capsys, "index", str(EXAMPLES), "--store", store, "--json")
+        report = json.loads(out)
+        assert code == 0 and report["unchanged"] == len(example_texts())
+        assert report["chunks_encoded"] == 0
 
 
 def test_encode(

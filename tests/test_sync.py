@@ -202,6 +202,37 @@ def test_no_chunk_is_longer_than_the_encoder_reads(tmp_path: Path, tiny: Encoder
     assert not any(t.truncated for t in short.tokenize([str(text) for text in texts]))
 
 
+def test_checkpoints_keep_the_work_of_a_run_that_dies(tmp_path: Path, tiny: Encoder) -> None:
+    docs = _folder(tmp_path)
+    store = parse_store(f"faiss:{tmp_path / 's'}")
+
+    class Dies(CountingEncoder):
+        def encode_documents(self, texts: str | Sequence[str], **kwargs: Any) -> Any:
+            if self.documents >= 4:
+                raise RuntimeError("the power went out")
+            return super().encode_documents(texts, **kwargs)
+
+    dying = Dies(tiny)
+    index = create_store(store, tiny, "float32")
+    sync = FolderSync(
+        index, CHUNKING, lambda: dying, batch_size=4, checkpoint=lambda: index.save(store.path),
+        checkpoint_seconds=0,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="power"):
+        sync.run(docs)
+    index.close()
+    saved = len(open_store(store))
+    assert saved >= 4
+    encoder = CountingEncoder(tiny)
+    index = create_store(store, tiny, "float32")
+    report = FolderSync(index, CHUNKING, lambda: encoder).run(docs)
+    finish_store(index, store)
+    index.close()
+    # The checkpointed files are not encoded again, and the store is the folder's.
+    assert report.unchanged >= 1 and encoder.documents < report.chunks_stored
+    _assert_same(_contents("faiss", tmp_path / "s"), _fresh("faiss", tmp_path, tiny, docs))
+
+
 # ---------------------------------------------------------------------- SIGKILL
 _KILLER = """
 import os, signal, sys

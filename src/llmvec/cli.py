@@ -389,6 +389,7 @@ def run_index(args: argparse.Namespace) -> int:
                 follow_symlinks=args.follow_symlinks,
                 encoding=args.encoding,
                 batch_size=sys.maxsize if writer else args.batch_size * 4,
+                checkpoint=_checkpoint(index, store),
             )
             with _progress_bar(args) as progress:
                 report = sync.run(args.source, progress)
@@ -416,22 +417,22 @@ def _index_for(
     must be encoded). A store that exists keeps its recipe unless encoder options are given;
     a new one gets them, or the default recipe (:data:`~llmvec.models.DEFAULT_INDEX_MODEL`)."""
     from llmvec.index.specs import check_spec, encoder_for
-    from llmvec.index.stores import create_store, open_store
+    from llmvec.index.stores import create_store
 
     precision = args.precision or "float32"
     if args.server:
         encoder = remote_encoder(args)
         return create_store(store, encoder, precision), lambda: encoder
-    if store.exists and not _encoder_options_given(args):
-        index = open_store(store)
+    index = None if _encoder_options_given(args) else _existing(store)
+    if index is not None:
         if args.precision is not None and index.spec.precision != args.precision:
             raise ValueError(
                 f"store {store} holds precision {index.spec.precision!r}, not "
                 f"{args.precision!r}; use another store for another precision"
             )
-        what = f"store {store}"
+        stored, what = index.spec, f"store {store}"
         options = {"device": args.device, "batch_size": args.batch_size}
-        return index, lambda: encoder_for(index.spec, what=what, **options)
+        return index, lambda: encoder_for(stored, what=what, **options)
     if args.ray is not None:
         # The vectors come from Ray's actors: the store needs only their spec.
         from llmvec.ray import EncoderConfig
@@ -445,6 +446,26 @@ def _index_for(
         return index, None
     encoder = encoder_from_args(args, default_model=DEFAULT_INDEX_MODEL)
     return create_store(store, encoder, precision), lambda: encoder
+
+
+def _checkpoint(index: BaseIndex, store: Store) -> Callable[[], None] | None:
+    """A FAISS store's save, for the checkpoints of a long run (Qdrant writes as it goes)."""
+    path = store.path
+    if store.family != "faiss" or path is None:
+        return None
+    return lambda: index.save(path)
+
+
+def _existing(store: Store) -> BaseIndex | None:
+    """The store's index if it exists (a server is asked), else ``None``."""
+    from llmvec.index.stores import open_store
+
+    if store.url is None:
+        return open_store(store) if store.exists else None
+    try:
+        return open_store(store)
+    except FileNotFoundError:  # no such collection yet
+        return None
 
 
 def _encoder_options_given(args: argparse.Namespace) -> bool:

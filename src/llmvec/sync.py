@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -178,7 +179,8 @@ class FolderSync:
     ``encoder`` (default: the index's own, built from its spec) is called, and so a model
     loaded, only when a file must be encoded: an unchanged folder loads none. A ``writer``
     stores the chunks to encode instead (vectors made elsewhere, as on Ray); chunks are then
-    counted in words.
+    counted in words. ``checkpoint`` (a FAISS store's save) persists the work done so far every
+    ``checkpoint_seconds`` of a long run; stores that write as they go need none.
     """
 
     def __init__(
@@ -192,6 +194,8 @@ class FolderSync:
         follow_symlinks: bool = False,
         encoding: str = "utf-8",
         batch_size: int = 128,
+        checkpoint: Callable[[], None] | None = None,
+        checkpoint_seconds: float = 300.0,
     ) -> None:
         check_positive("batch_size", batch_size)
         self.index = index
@@ -203,6 +207,9 @@ class FolderSync:
         self._encoder_factory = encoder or (lambda: index.encoder)
         self._encoder: TextEncoder | None = None
         self._writer = writer
+        self._checkpoint = checkpoint
+        self.checkpoint_seconds = checkpoint_seconds
+        self._last_checkpoint = time.monotonic()
         self._spans: Callable[[str], list[tuple[int, int]]] | None = None
         self._max_tokens = chunking.max_tokens
 
@@ -265,6 +272,7 @@ class FolderSync:
             if len(pending) >= self.batch_size:
                 self._encode(pending, report)
                 pending = []
+                self._maybe_checkpoint()
             if progress is not None:
                 progress(report.chunks_encoded + report.chunks_reused, done, len(found))
         self._encode(pending, report)
@@ -278,6 +286,15 @@ class FolderSync:
         report.chunks_removed = len(stale)
         report.chunks_stored = len(self.index)
         return report
+
+    def _maybe_checkpoint(self) -> None:
+        """Persist what is written so far (a FAISS save), at most every ``checkpoint_seconds``:
+        a killed run then loses at most that much encoding."""
+        if self._checkpoint is None:
+            return
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_seconds:
+            self._checkpoint()
+            self._last_checkpoint = time.monotonic()
 
     def _state(
         self, source: str, record: StoredFile | None, report: SyncReport
