@@ -383,7 +383,7 @@ class FaissIndex(BaseIndex):
         """Rebuild the BM25 index from the stored texts if they changed since it was built."""
         if not self._bm25_stale or self.bm25 is None:
             return
-        bm25s = require("bm25s", _INSTALL_BM25)
+        bm25s = _bm25s()
         analyzer = self.bm25.analyzer()
         labels = [label for label, (_, text, _) in self._documents.items() if text is not None]
         corpus = [analyzer.terms(self._documents[label][1] or "") for label in labels]
@@ -718,7 +718,7 @@ def _read_array(data: bytes, name: str, what: str) -> np.ndarray:
 
 def _read_bm25s(files: dict[str, bytes], what: str, settings: BM25Settings) -> Any:
     """A ``bm25s.BM25`` from its saved files (bm25s reads them with ``allow_pickle=False``)."""
-    bm25s = require("bm25s", _INSTALL_BM25)
+    bm25s = _bm25s()
     missing = [name for name in _BM25_FILES.values() if name not in files]
     if missing:
         raise FileNotFoundError(f"{what} is missing {', '.join(missing)}")
@@ -738,3 +738,11 @@ def _read_bm25s(files: dict[str, bytes], what: str, settings: BM25Settings) -> A
             return bm25s.BM25.load(folder, allow_pickle=False, mmap=False, **_BM25_FILES)
         except (ValueError, OSError, EOFError, KeyError, TypeError) as error:
             raise ValueError(f"{what} has corrupt BM25 files: {error}") from None
+
+
+def _bm25s() -> Any:
+    """The ``bm25s`` module, its logger quieted (it sets itself to DEBUG on import, which would
+    print its steps between a command's own lines)."""
+    module = require("bm25s", _INSTALL_BM25)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return module
