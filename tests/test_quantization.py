@@ -1,4 +1,5 @@
-"""bitsandbytes 8-bit and 4-bit (NF4) through the transformers backend.
+"""bitsandbytes 8-bit and 4-bit (NF4), and torch's dynamic int8 on the CPU, through the
+transformers backend.
 
 These run wherever bitsandbytes can quantize on the current device: its CPU backend (0.48+) or
 CUDA. Elsewhere they are skipped, naming what failed. Argument checks run everywhere.
@@ -97,10 +98,58 @@ def test_quantized_model_runs_bidirectional(tiny_llama: Path) -> None:
 
 def test_quantization_arguments_are_checked(tiny_llama: Path, tmp_path: Path) -> None:
     with pytest.raises(
-        ValueError, match=r"unknown quantization '3bit'; allowed: \['4bit', '8bit'\]"
+        ValueError, match=r"unknown quantization '3bit'; allowed: \['4bit', '8bit', 'int8'\]"
     ):
         Encoder(str(tiny_llama), quantization="3bit")
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")
     with pytest.raises(ValueError, match=r"cannot be combined with the GGUF file 'model\.gguf'"):
         Encoder(str(gguf), quantization="4bit")
+
+
+# ---------------------------------------------------------------------- int8 on the CPU
+def _reference_int8(weights: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """A plain dynamic int8 matmul: weights per output channel, inputs per tensor (asymmetric,
+    uint8 range), products in integers, then scaled back."""
+    w_scale = weights.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+    w_codes = torch.round(weights / w_scale).clamp(-128, 127)
+    low, high = min(inputs.min().item(), 0.0), max(inputs.max().item(), 0.0)
+    x_scale = max(high - low, 1e-8) / 255
+    zero = round(-low / x_scale)
+    x_codes = torch.round(inputs / x_scale + zero).clamp(0, 255) - zero
+    return (x_codes @ w_codes.T) * x_scale * w_scale.T
+
+
+def test_int8_linear_layers_match_a_plain_int8_matmul() -> None:
+    from llmvec.backends.int8 import quantize_linear_layers
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32, bias=False))
+    weights = model[0].weight.detach().clone()
+    quantize_linear_layers(model, torch.device("cpu"), torch.float32)
+    inputs = torch.randn(5, 64)
+    expected = _reference_int8(weights, inputs)
+    assert type(model[0]).__name__ == "Linear" and "quantized" in type(model[0]).__module__
+    torch.testing.assert_close(model(inputs), expected, rtol=0.02, atol=0.02)
+
+
+def test_int8_vectors_stay_close_and_the_spec_says_so(
+    tiny_llama: Path, full_precision: np.ndarray
+) -> None:
+    encoder = Encoder(str(tiny_llama), pooling="mean", quantization="int8")
+    vectors = encoder.encode(TEXTS)
+    assert np.sum(vectors * full_precision, axis=1).min() > 0.99
+    assert ("quantization", "int8") in encoder.spec.extra
+    # An index's spec rebuilds the same int8 encoder, and a float32 one is refused.
+    again = Encoder.from_spec(encoder.spec)
+    np.testing.assert_allclose(again.encode(TEXTS), vectors, atol=1e-6)
+    differences = encoder.spec.differences(Encoder(str(tiny_llama), pooling="mean").spec)
+    assert any("extra" in d or "quantization" in d for d in differences)
+
+
+def test_int8_runs_on_the_cpu_in_float32_only(tiny_llama: Path) -> None:
+    with pytest.raises(ValueError, match="quantizes float32 weights"):
+        Encoder(str(tiny_llama), quantization="int8", dtype="bfloat16")
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="runs on the CPU"):
+            Encoder(str(tiny_llama), quantization="int8", device="cuda")

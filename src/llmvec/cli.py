@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
-from llmvec.backends import BACKENDS
+from llmvec.backends import BACKENDS, QUANTIZATION_MODES
 from llmvec.compress import PRECISIONS
 from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import (
@@ -63,6 +63,7 @@ SEARCH_MODES = ("dense", "sparse", "hybrid")
 #: they are checked against its spec (else the store's own recipe is used).
 _RECIPE_OPTIONS = (
     "model",
+    "quantization",
     "pooling",
     "template",
     "layer",
@@ -148,6 +149,11 @@ def add_encoder_arguments(
     )
     group.add_argument("--device", help="cpu, cuda, mps (default: the best available)")
     group.add_argument(
+        "--quantization",
+        choices=QUANTIZATION_MODES,
+        help="int8 (dynamic int8 linear layers on the CPU), 8bit / 4bit (bitsandbytes)",
+    )
+    group.add_argument(
         "--dtype",
         default="auto",
         help="float32, bfloat16, float16 (default auto: float32 on CPU, bfloat16 on GPU)",
@@ -191,6 +197,7 @@ def encoder_kwargs(args: argparse.Namespace, default_model: str = DEFAULT_MODEL)
         "backend": args.backend,
         "device": args.device,
         "dtype": args.dtype,
+        "quantization": args.quantization,
         "pooling": args.pooling,
         "template": args.template,
         "layer": args.layer,

@@ -59,7 +59,8 @@ class Encoder:
         device: ``None`` picks cuda, then mps, then cpu; a named one (``cpu``, ``cuda:1``...)
             must be present here (see :func:`~llmvec.backends.devices.resolve_device`).
         dtype: ``auto`` (float32 on CPU, bfloat16 on GPU) or a dtype name.
-        quantization: ``4bit`` / ``8bit`` (bitsandbytes) or ``None``.
+        quantization: ``4bit`` / ``8bit`` (bitsandbytes), ``int8`` (torch's dynamic int8
+            linear layers, on the CPU) or ``None``; recorded in the spec.
         pooling: ``mean``, ``weighted_mean``, ``last_token``, ``eos_token``, ``first_token``,
             ``latent_attention`` (NV-Embed's head, see ``latent_attention_weights``);
             ``None`` follows the template (``last_token`` with one, ``mean`` without).
@@ -163,6 +164,8 @@ class Encoder:
                 latent_attention_weights = trained.latent_attention_weights
                 folder_head = True
         bidirectional = bool(bidirectional)
+        #: The weights' quantization, part of the spec.
+        self.quantization = quantization
         self.backend: Backend | PooledBackend = load_backend(
             backend,
             base,
@@ -246,6 +249,7 @@ class Encoder:
                 if latent and weights is not None and not self._folder_head
                 else None
             ),
+            quantization=self.quantization,
         )
         return EmbeddingSpec(
             model=self.model_name,
@@ -278,6 +282,8 @@ class Encoder:
             kwargs.setdefault("adapters", list(extra.adapters))
         if extra.latent_attention_weights is not None:
             kwargs.setdefault("latent_attention_weights", extra.latent_attention_weights)
+        if extra.quantization is not None:
+            kwargs.setdefault("quantization", extra.quantization)
         return cls(
             spec.model,
             backend=spec.backend,

@@ -31,6 +31,8 @@ class SpecExtra:
     latent_attention: str | None = None
     #: Where the latent-attention head's weights were loaded from.
     latent_attention_weights: str | None = None
+    #: The weights' quantization (``int8``, ``8bit``, ``4bit``): it changes the vectors.
+    quantization: str | None = None
 
     def entries(self) -> tuple[tuple[str, str], ...]:
         """The ``extra`` entries of the values that are set, in a fixed order."""
@@ -43,6 +45,8 @@ class SpecExtra:
             entries.append(("latent_attention", self.latent_attention))
         if self.latent_attention_weights is not None:
             entries.append(("latent_attention_weights", self.latent_attention_weights))
+        if self.quantization is not None:
+            entries.append(("quantization", self.quantization))
         return tuple(entries)
 
     @classmethod
@@ -54,6 +58,7 @@ class SpecExtra:
             adapters=tuple(json.loads(entries["adapters"])) if "adapters" in entries else (),
             latent_attention=entries.get("latent_attention"),
             latent_attention_weights=entries.get("latent_attention_weights"),
+            quantization=entries.get("quantization"),
         )
 
 

@@ -8,6 +8,9 @@ from typing import Any
 from llmvec.backends.base import Backend, PooledBackend
 
 BACKENDS = ("transformers", "static", "vllm")
+#: The transformers backend's quantizations: bitsandbytes' 4-bit / 8-bit modes, and torch's
+#: dynamic int8 linear layers on the CPU.
+QUANTIZATION_MODES = ("4bit", "8bit", "int8")
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> Backend | PooledBackend:
@@ -27,4 +30,10 @@ def load_backend(name: str, model: str, **kwargs: Any) -> Backend | PooledBacken
     raise ValueError(f"unknown backend {name!r}; allowed: {list(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Backend", "PooledBackend", "load_backend"]
+__all__ = [
+    "BACKENDS",
+    "QUANTIZATION_MODES",
+    "Backend",
+    "PooledBackend",
+    "load_backend",
+]

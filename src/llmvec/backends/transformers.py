@@ -23,16 +23,16 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
+from llmvec.backends import QUANTIZATION_MODES
 from llmvec.backends.adapters import adapters_revision, merge_adapters, resolve_adapters
 from llmvec.backends.base import PrefixState
 from llmvec.backends.bidirectional import check_bidirectional, forward_kwargs
 from llmvec.backends.devices import resolve_device, resolve_dtype
 from llmvec.backends.grouped_sdpa import use_grouped_sdpa
+from llmvec.backends.int8 import quantize_linear_layers
 from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
-
-QUANTIZATION_MODES = ("4bit", "8bit")
 
 
 class _StopForward(Exception):
@@ -52,7 +52,7 @@ def default_attention(device: torch.device, dtype: torch.dtype) -> str | None:
 def quantization_config(mode: str | None, compute_dtype: torch.dtype = torch.bfloat16) -> Any:
     """A ``BitsAndBytesConfig`` for ``4bit`` (NF4, computing in ``compute_dtype``) / ``8bit``
     (LLM.int8); ``None`` for no quantization."""
-    if mode is None:
+    if mode is None or mode == "int8":
         return None
     if mode not in QUANTIZATION_MODES:
         raise ValueError(
@@ -189,7 +189,9 @@ class TransformersBackend:
     ) -> None:
         self.device = resolve_device(device)
         location = resolve_model(model)
+        int8 = quantization == "int8"
         quantized = quantization is not None or "quantization_config" in from_pretrained_kwargs
+        quantized = quantized and not int8  # int8 quantizes the loaded float32 weights
         if quantized and location.gguf_file is not None:
             raise ValueError(
                 f"quantization cannot be combined with the GGUF file {location.gguf_file!r} "
@@ -245,6 +247,8 @@ class TransformersBackend:
             self.model.to(self.device)
         if not quantized_weights:
             _cast_floating(self.model, self.dtype)
+        if int8:
+            quantize_linear_layers(self.model, self.device, self.dtype)
         self.model.eval()
         self.model.requires_grad_(False)
         config = self.model.config

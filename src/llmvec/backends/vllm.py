@@ -36,9 +36,10 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
+from llmvec.backends import QUANTIZATION_MODES
 from llmvec.backends.base import TokenizedText
 from llmvec.backends.devices import default_device, resolve_dtype
-from llmvec.backends.transformers import QUANTIZATION_MODES, is_decoder_config
+from llmvec.backends.transformers import is_decoder_config
 from llmvec.models import fingerprint, gguf_as_folder, hub_errors, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -114,9 +115,9 @@ class VLLMBackend:
             )
         if quantization in QUANTIZATION_MODES:
             raise ValueError(
-                f"quantization={quantization!r} is the transformers backend's bitsandbytes "
-                "setting; with backend='vllm' name a vLLM method: 'bitsandbytes', 'fp8', 'awq', "
-                "'gptq'..."
+                f"quantization={quantization!r} is a transformers backend setting "
+                "(bitsandbytes, or torch's int8 on the CPU); with backend='vllm' name a vLLM "
+                "method: 'bitsandbytes', 'fp8', 'awq', 'gptq'..."
             )
         reserved = sorted(set(_RESERVED) & set(engine_kwargs))
         if reserved:
