@@ -59,6 +59,17 @@ def _scroll(local: QdrantClient, name: str, body: Any) -> Any:
     return {"points": points, "next_page_offset": offset}
 
 
+def _retrieve(local: QdrantClient, name: str, body: Any) -> Any:
+    request = models.PointRequest.model_validate(body)
+    records = local.retrieve(
+        name,
+        ids=request.ids,
+        with_payload=request.with_payload,
+        with_vectors=request.with_vector,
+    )
+    return [r.model_dump(mode="json") for r in records]
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/exists"): lambda local, name, body: {"exists": local.collection_exists(name)},
     ("PUT", ""): _create,
@@ -68,6 +79,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/points/count"): lambda local, name, body: {"count": local.count(name).count},
     ("POST", "/points/query/batch"): _query_batch,
     ("POST", "/points/scroll"): _scroll,
+    ("POST", "/points"): _retrieve,
 }
 _COLLECTION = re.compile(r"^/collections/([^/?]+)(/[^?]*)?")
 

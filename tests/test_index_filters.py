@@ -120,3 +120,16 @@ def test_stored_documents_are_the_added_ones(tmp_path: Path, data: np.ndarray, s
     with pytest.raises(KeyError, match="missing"):
         index.stored(["missing"])
     index.close()
+
+
+def test_a_server_store_gives_back_its_documents(data: np.ndarray) -> None:
+    """Through the url= path against the loopback stand-in server (the only mocked part)."""
+    from qdrant_server import fake_qdrant
+
+    with fake_qdrant() as server:
+        index = QdrantIndex(spec=SPEC, url=server.url, collection="docs")
+        index.add_embeddings(data[:5], ids=list(range(5)), texts=[f"t{i}" for i in range(5)])
+        stored = index.stored([3, 1])
+        assert stored.texts == ["t3", "t1"] and stored.vectors is not None
+        np.testing.assert_allclose(stored.vectors, data[[3, 1]], atol=1e-6)
+        index.close()
