@@ -84,6 +84,9 @@ _EPILOG = """\
 examples:
   llmvec index examples/data
   llmvec search "how do bees communicate?" -k 3
+  llmvec index examples/data                     # again: only what changed is encoded
+  llmvec search "rule of 72" --mode hybrid --where ext=txt --json
+  llmvec ls && llmvec info
   llmvec index examples/data --store faiss:/tmp/llmvec-demo
   llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
   llmvec encode "a sentence" "another one" --output vectors.npy
