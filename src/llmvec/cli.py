@@ -376,9 +376,10 @@ def run_index(args: argparse.Namespace) -> int:
         codecs.lookup(args.encoding)
     except LookupError:
         raise ValueError(f"unknown --encoding {args.encoding!r}") from None
-    found, _ = find_files(args.source, follow_symlinks=args.follow_symlinks)
     store = store_from_args(args)
-    if not found and not store.exists:
+    # A new store needs documents: checked before anything is created (a store that exists is
+    # walked once, by the sync, which prunes a folder emptied since).
+    if not store.exists and not find_files(args.source, follow_symlinks=args.follow_symlinks)[0]:
         raise ValueError(f"no readable document ({_DOCUMENT_KINDS}) found in {str(args.source)!r}")
     if args.precision is not None:
         check_store_precision(store, args.precision)

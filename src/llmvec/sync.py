@@ -278,7 +278,7 @@ class FolderSync:
         self._encode(pending, report)
         if progress is not None:
             progress(report.chunks_encoded + report.chunks_reused, done, len(found))
-        gone = [r for s, r in manifest.items() if s not in keep and self._within(s, root, report)]
+        gone = self._gone(manifest, keep, root, report)
         if self.prune:
             report.removed = len(gone)
             stale.extend(i for record in gone for i in record.ids)
@@ -303,8 +303,11 @@ class FolderSync:
         a skipped entry) when it cannot be read."""
         try:
             stat = os.stat(source)
-            known = record is not None and record.chunking == self.chunking.key
-            if known and record.same_stat(stat.st_size, stat.st_mtime_ns):  # type: ignore[union-attr]
+            if (
+                record is not None
+                and record.chunking == self.chunking.key
+                and record.same_stat(stat.st_size, stat.st_mtime_ns)
+            ):
                 return record
             return _File(source, stat.st_size, stat.st_mtime_ns, file_sha256(source))
         except OSError as error:
@@ -383,15 +386,26 @@ class FolderSync:
         report.chunks_encoded += len(pieces)
 
     @staticmethod
-    def _within(source: str, root: str | os.PathLike[str], report: SyncReport) -> bool:
-        """Whether ``source`` lies under the synced ``root`` and under no skipped folder."""
+    def _gone(
+        manifest: dict[str, StoredFile],
+        keep: set[str],
+        root: str | os.PathLike[str],
+        report: SyncReport,
+    ) -> list[StoredFile]:
+        """The records of files under the synced ``root`` that are not there any more (none
+        for a single file, none under a skipped folder)."""
         top = os.path.abspath(os.path.expanduser(root))
         if os.path.isfile(top):
-            return False  # syncing one file removes nothing else
+            return []  # syncing one file removes nothing else
         prefix = Path(top).as_posix().rstrip("/") + "/"
         skipped = tuple(s.path for s in report.skipped)
-        inside_skipped = any(source == s or source.startswith(s + "/") for s in skipped)
-        return source.startswith(prefix) and not inside_skipped
+        return [
+            record
+            for source, record in manifest.items()
+            if source not in keep
+            and source.startswith(prefix)
+            and not any(source == s or source.startswith(s + "/") for s in skipped)
+        ]
 
 
 def _file_metadata(state: _File, chunking: Chunking, chunks: int) -> dict[str, Any]:
