@@ -5,6 +5,7 @@ post-processing (Matryoshka, binary) on static vectors."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,309 @@ def test_bad_static_arguments(tiny_llama: Path, tmp_path: Path) -> None:
         ValueError, match=r"unknown backend 'nope'; allowed: \['transformers', 'static'"
     ):
         Encoder("wordllama", backend="nope")
+
+
+# ---------------------------------------------------------------------- the lean path
+def test_lean_path_equals_the_general_path(tiny_llama: Path, tmp_path: Path) -> None:
+    """Plain mean pooling takes the lean path; the encoder's general path (tokenize, then pool
+    the hidden states) gives the same vectors."""
+    folder = extract(str(tiny_llama), tmp_path / "sif", dim=16, sif_coefficient=1e-3)
+    for model in (str(folder), "wordllama"):
+        encoder = Encoder(model, backend="static", normalize=False)
+        general = encoder.pool(encoder.tokenize(TEXTS)).numpy()
+        np.testing.assert_allclose(encoder.encode(TEXTS), general, atol=1e-6)
+    # No special tokens in either path (the tiny tokenizer adds a BOS of its own).
+    plain = AutoTokenizer.from_pretrained(tiny_llama)
+    bare = plain("Paris", add_special_tokens=False)["input_ids"]
+    assert plain("Paris")["input_ids"] != bare
+    assert Encoder(str(folder), backend="static").tokenize("Paris")[0].ids == bare
+
+
+def test_lean_path_truncates_and_handles_empty_texts(tiny_llama: Path, tmp_path: Path) -> None:
+    folder = extract(str(tiny_llama), tmp_path / "plain")
+    encoder = Encoder(str(folder), backend="static", normalize=False, max_length=8)
+    matrix = AutoModel.from_pretrained(tiny_llama).get_input_embeddings().weight.detach().numpy()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    long_text = " ".join(TEXTS * 3)
+    huge_text = "guitar " * 50_000  # far past the window the lean path tokenizes
+    vectors = encoder.encode(["", long_text, huge_text, "   "])
+    assert not vectors[0].any()
+    for row, text in ((1, long_text), (2, huge_text)):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:8]
+        np.testing.assert_allclose(vectors[row], matrix[ids].mean(axis=0), atol=1e-6)
+    normalized = Encoder(str(folder), backend="static").encode(["", "Paris"])
+    assert not normalized[0].any() and abs(np.linalg.norm(normalized[1]) - 1) < 1e-6
+    as_torch = encoder.encode(TEXTS, convert_to="torch")
+    assert isinstance(as_torch, torch.Tensor) and as_torch.dtype == torch.float32
+
+
+def test_lean_path_leaves_out_the_unknown_token(minilm: Encoder, tmp_path: Path) -> None:
+    """A WordPiece vocabulary maps what it cannot spell to [UNK]: model2vec drops it, so does
+    llmvec (a row averaged from nothing in particular)."""
+    tokenizer = minilm.tokenizer
+    rng = np.random.default_rng(0)
+    table = rng.standard_normal((len(tokenizer), 8)).astype(np.float32)
+    folder = tmp_path / "wordpiece"
+    folder.mkdir()
+    save_file({"embeddings": torch.from_numpy(table)}, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(folder)
+    encoder = Encoder(str(folder), backend="static", normalize=False)
+    text = "coffee 🙂 tea"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id in ids
+    known = [i for i in ids if i != tokenizer.unk_token_id]
+    np.testing.assert_allclose(encoder.encode(text)[0], table[known].mean(axis=0), atol=1e-6)
+
+
+def _model2vec_tokenizer(tiny_llama: Path) -> object:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tiny_llama / "tokenizer.json"))
+
+
+@pytest.mark.parametrize("variant", ["plain", "weights", "mapping"])
+def test_model2vec_folders_match_model2vec(tiny_llama: Path, tmp_path: Path, variant: str) -> None:
+    """model2vec's own folders (its ``weights`` and vocabulary-quantization ``mapping``) give
+    model2vec's own vectors."""
+    from model2vec import StaticModel
+
+    tokenizer = _model2vec_tokenizer(tiny_llama)
+    vocab = tokenizer.get_vocab_size()  # type: ignore[attr-defined]
+    rng = np.random.default_rng(1)
+    rows = 40 if variant == "mapping" else vocab
+    vectors = rng.standard_normal((rows, 12)).astype(np.float32)
+    weights = rng.uniform(0.1, 1.0, vocab) if variant != "plain" else None
+    mapping = rng.integers(0, rows, vocab) if variant == "mapping" else None
+    model = StaticModel(
+        vectors=vectors,
+        tokenizer=tokenizer,
+        normalize=False,
+        weights=weights,
+        token_mapping=mapping,
+    )
+    folder = tmp_path / variant
+    model.save_pretrained(folder)
+    expected = StaticModel.from_pretrained(folder).encode(TEXTS, normalize=False)
+    encoder = Encoder(str(folder), backend="static", normalize=False)
+    np.testing.assert_allclose(encoder.encode(TEXTS), expected, atol=1e-6)
+    assert encoder.spec.model_revision and encoder.spec.model_revision.startswith("sha256:")
+
+
+def test_sentence_transformers_static_folder(tiny_llama: Path, tmp_path: Path) -> None:
+    """sentence-transformers keeps a StaticEmbedding's files in ``0_StaticEmbedding/``."""
+    rng = np.random.default_rng(2)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    table = rng.standard_normal((len(tokenizer), 6)).astype(np.float32)
+    module = tmp_path / "st" / "0_StaticEmbedding"
+    module.mkdir(parents=True)
+    save_file({"embedding.weight": torch.from_numpy(table)}, str(module / "model.safetensors"))
+    tokenizer.backend_tokenizer.save(str(module / "tokenizer.json"))
+    encoder = Encoder(str(tmp_path / "st"), backend="static", normalize=False)
+    np.testing.assert_allclose(
+        encoder.encode(TEXTS[:3]), _reference_static(tiny_llama, TEXTS[:3], table), atol=1e-6
+    )
+
+
+# ---------------------------------------------------------------------- distillation
+def _principal_components(matrix: np.ndarray, dim: int) -> np.ndarray:
+    centered = matrix.astype(np.float64) - matrix.mean(axis=0)
+    _, _, components = np.linalg.svd(centered, full_matrices=False)
+    return (centered @ components[:dim].T).astype(np.float32)
+
+
+def _distilled(folder: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(folder / "model.safetensors"))
+    return tensors["embeddings"], tensors.get("token_weights")
+
+
+def _same_up_to_sign(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Principal components are defined up to sign: compare each column's magnitude and the
+    rows' inner products."""
+    np.testing.assert_allclose(np.abs(actual), np.abs(expected), atol=2e-4)
+    np.testing.assert_allclose(actual @ actual.T, expected @ expected.T, atol=2e-3, rtol=1e-3)
+
+
+def test_distill_embeds_each_token_through_the_model(tiny_llama: Path, tmp_path: Path) -> None:
+    """Every non-special token alone through the model (mean over the text, BOS left out, at
+    the last layer), PCA to 8, Zipf / SIF weights."""
+    from llmvec.static import distill
+
+    folder = distill(str(tiny_llama), tmp_path / "distilled", dim=8, sif_coefficient=1e-3)
+    model = AutoModel.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    special = set(tokenizer.all_special_ids)
+    ids = [i for i in range(len(tokenizer)) if i not in special]
+    with torch.no_grad():
+        inputs = torch.tensor([[tokenizer.bos_token_id, i] for i in ids])
+        states = model(input_ids=inputs).last_hidden_state[:, 1].numpy()
+    table, weights = _distilled(folder)
+    assert table.shape == (len(tokenizer), 8)
+    _same_up_to_sign(table[ids], _principal_components(states, 8))
+    assert not table[sorted(special)].any()
+    np.testing.assert_allclose(weights, zipf_sif_weights(len(tokenizer), 1e-3).numpy())
+    encoder = Encoder(str(folder), backend="static", normalize=False)
+    expected = _reference_static(tiny_llama, TEXTS[:3], table * weights[:, None])
+    np.testing.assert_allclose(encoder.encode(TEXTS[:3]), expected, atol=1e-6)
+
+
+def test_distill_keeps_the_recipe(tiny_llama: Path, tmp_path: Path) -> None:
+    """With a template, each token sits in the text's slot and the template's last token is
+    pooled, at the chosen layer."""
+    from llmvec.encoding.templates import TEMPLATES
+    from llmvec.static import distill
+
+    vocabulary = ["Paris", "Ġguitar", "a", "Ġthe"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    known = [token for token in vocabulary if token in tokenizer.get_vocab()]
+    assert len(known) >= 2
+    folder = distill(
+        str(tiny_llama),
+        tmp_path / "prompteol",
+        dim=None,
+        vocabulary=known,
+        sif_coefficient=None,
+        template="prompteol",
+        layer=1,
+    )
+    model = AutoModel.from_pretrained(tiny_llama).eval()
+    head, tail = TEMPLATES["prompteol"].split("{text}")
+    head_ids = tokenizer(head)["input_ids"]
+    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    table, weights = _distilled(folder)
+    assert weights is None
+    for token in known:
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        with torch.no_grad():
+            ids = torch.tensor([[*head_ids, token_id, *tail_ids]])
+            state = model(input_ids=ids, output_hidden_states=True).hidden_states[1][0, -1]
+        np.testing.assert_allclose(table[token_id], state.numpy(), atol=1e-5)
+    others = [i for i in range(len(tokenizer)) if i not in tokenizer.convert_tokens_to_ids(known)]
+    assert not table[others].any()
+
+
+def test_distill_bad_input(tiny_llama: Path, tmp_path: Path) -> None:
+    from llmvec.static import distill
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"2 vocabulary entries are not tokens.*'zzqx', 'qqzz'"):
+        distill(str(tiny_llama), out, dim=4, vocabulary=["a", "zzqx", "qqzz"])
+    with pytest.raises(ValueError, match="dim=65 exceeds what the teacher gives: 64 dimensions"):
+        distill(str(tiny_llama), out, dim=65)
+    with pytest.raises(ValueError, match="vocabulary is empty"):
+        distill(str(tiny_llama), out, vocabulary=[])
+    with pytest.raises(ValueError, match="dim must be a positive integer or None, got 0"):
+        distill(str(tiny_llama), out, dim=0)
+    assert not out.exists()
+    no_tokenizer = tmp_path / "no-tokenizer"
+    no_tokenizer.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (no_tokenizer / name).symlink_to(tiny_llama / name)
+    with pytest.raises(OSError, match="tokenizer"):
+        distill(str(no_tokenizer), out, dim=4)
+    assert not out.exists()
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is not a static model folder"):
+        distill(str(tiny_llama), notes, dim=4)
+    assert [p.name for p in notes.iterdir()] == ["keep.txt"]
+
+
+def test_distill_command(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmvec.cli import main
+
+    vocabulary = tmp_path / "vocabulary.txt"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokens = [t for t in list(tokenizer.get_vocab())[:40] if t not in tokenizer.all_special_tokens]
+    vocabulary.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "distill",
+                str(tiny_llama),
+                str(out),
+                "--dim",
+                "8",
+                "--vocabulary",
+                str(vocabulary),
+                "--template",
+                "prompteol",
+            ]
+        )
+        == 0
+    )
+    assert f"into {out}" in capsys.readouterr().out
+    table, weights = _distilled(out)
+    assert table.shape == (len(tokenizer), 8) and weights is not None
+    assert np.count_nonzero(np.abs(table).sum(axis=1)) == len(tokens)
+    assert main(["encode", "--backend", "static", "--model", str(out), "Paris"]) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[-1])) == 8
+
+
+def _round_trip_tokens(encoder: Encoder, count: int, start: int = 300) -> list[int]:
+    """Ids of tokens whose text alone tokenizes back to exactly that token in the recipe's
+    inputs: the encoder's own vector of that text is then the distilled row."""
+    from llmvec.static.distill import token_slot
+
+    head, tail, _ = token_slot(encoder)
+    picked: list[int] = []
+    for token_id in range(start, len(encoder.tokenizer)):
+        text = encoder.tokenizer.decode([token_id])
+        if text.strip() and encoder.tokenize(text)[0].ids == [*head, token_id, *tail]:
+            picked.append(token_id)
+            if len(picked) == count:
+                break
+    assert len(picked) == count
+    return picked
+
+
+def _rows_are_the_encoders_own_vectors(encoder: Encoder, folder: Path) -> None:
+    from llmvec.static import distill
+
+    ids = _round_trip_tokens(encoder, 6, start=min(300, len(encoder.tokenizer) // 2))
+    tokens = encoder.tokenizer.convert_ids_to_tokens(ids)
+    distill(encoder, folder, dim=None, vocabulary=tokens, sif_coefficient=None)
+    table, _ = _distilled(folder)
+    texts = [encoder.tokenizer.decode([token_id]) for token_id in ids]
+    expected = encoder.encode(texts, normalize=False)
+    np.testing.assert_allclose(table[ids], expected, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.slow
+def test_distill_from_smollm2_with_ke(tmp_path: Path) -> None:
+    """A decoder with a template: the token in the text's slot, the last token at layer -2."""
+    _rows_are_the_encoders_own_vectors(Encoder("smollm2", template="ke"), tmp_path / "static")
+
+
+@pytest.mark.slow
+def test_distill_from_gemma3(gemma3: Encoder, tmp_path: Path) -> None:
+    """Gemma 3 270M's default recipe: the mean over the token, BOS left out."""
+    _rows_are_the_encoders_own_vectors(gemma3, tmp_path / "static")
+
+
+@pytest.mark.slow
+def test_distill_from_minilm(minilm: Encoder, tmp_path: Path) -> None:
+    """A BERT-style teacher: ``[CLS] token [SEP]``, the mean over all three (model2vec's input)."""
+    _rows_are_the_encoders_own_vectors(minilm, tmp_path / "static")
+
+
+def test_distill_from_a_trained_folder(tiny_llama: Path, tmp_path: Path) -> None:
+    from llmvec.training.stages import train_simcse
+
+    data = tmp_path / "sentences.txt"
+    data.write_text("\n".join(TEXTS * 4) + "\n", encoding="utf-8")
+    trained = train_simcse(
+        str(tiny_llama),
+        str(data),
+        str(tmp_path / "trained"),
+        template="ke",
+        max_steps=2,
+        batch_size=4,
+        show_progress=False,
+    )
+    _rows_are_the_encoders_own_vectors(Encoder(str(trained)), tmp_path / "static")

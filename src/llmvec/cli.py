@@ -30,6 +30,7 @@ from llmvec.index.stores import (
 )
 from llmvec.models import DEFAULT_INDEX_MODEL, DEFAULT_MODEL
 from llmvec.serving.command import add_serve_arguments, serve_from_args
+from llmvec.static.distill import DEFAULT_SIF_COEFFICIENT
 from llmvec.store_commands import (
     JSON_SCHEMA,
     describe,
@@ -108,18 +109,22 @@ class Command:
 
 # ---------------------------------------------------------------------- shared options
 def add_encoder_arguments(
-    parser: argparse.ArgumentParser, default_model: str | None = DEFAULT_MODEL
+    parser: argparse.ArgumentParser,
+    default_model: str | None = DEFAULT_MODEL,
+    model_option: bool = True,
 ) -> None:
     """The options that choose and configure the encoder (shared by the subcommands);
     ``default_model=None``: the command picks (``index``: the store's recipe, or
-    :data:`~llmvec.models.DEFAULT_INDEX_MODEL` for a new store)."""
+    :data:`~llmvec.models.DEFAULT_INDEX_MODEL` for a new store); ``model_option=False``: the
+    command takes the model as a positional argument."""
     group = parser.add_argument_group("encoder")
     shown = default_model or f"the store's recipe; a new store: {DEFAULT_INDEX_MODEL}"
-    group.add_argument(
-        "--model",
-        default=default_model,
-        help=f"packaged model name, hub id, local folder or .gguf file (default: {shown})",
-    )
+    if model_option:
+        group.add_argument(
+            "--model",
+            default=default_model,
+            help=f"packaged model name, hub id, local folder or .gguf file (default: {shown})",
+        )
     group.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -990,6 +995,57 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _distill_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", help="the teacher: packaged name, folder, .gguf file or a trained folder"
+    )
+    parser.add_argument("output", type=Path, help="folder to write the static model into")
+    parser.add_argument(
+        "--dim", type=int, default=256, help="principal components kept (256; 0 keeps all)"
+    )
+    parser.add_argument(
+        "--sif-coefficient",
+        type=float,
+        default=DEFAULT_SIF_COEFFICIENT,
+        help=f"Zipf / SIF token weights a / (a + p) ({DEFAULT_SIF_COEFFICIENT}; 0: none)",
+    )
+    parser.add_argument(
+        "--vocabulary",
+        type=Path,
+        help="file of the tokenizer's token strings to distil, one a line (default: all)",
+    )
+    parser.add_argument(
+        "--distill-batch-size", type=int, default=256, help="tokens per forward pass (256)"
+    )
+    add_encoder_arguments(parser, model_option=False)
+    _progress_arguments(parser)
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    """Distil a static model from the encoder (model2vec's method) and say where it is."""
+    from llmvec.static import distill
+
+    vocabulary = None
+    if args.vocabulary is not None:
+        lines = args.vocabulary.read_text(encoding="utf-8").splitlines()
+        vocabulary = [line for line in lines if line]
+    options = encoder_kwargs(args)
+    model = options.pop("model")
+    folder = distill(
+        model,
+        args.output,
+        dim=args.dim or None,
+        vocabulary=vocabulary,
+        sif_coefficient=args.sif_coefficient or None,
+        tokens_per_batch=args.distill_batch_size,
+        show_progress=args.progress,
+        **options,
+    )
+    print(f"distilled a static model of {model} into {folder}")
+    print(f"use it with: llmvec encode --backend static --model {folder} ...")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Train one stage (see :mod:`llmvec.training.command`) and say where the model is."""
     folder = train_from_args(args)
@@ -1024,6 +1080,13 @@ COMMANDS: list[Command] = [
         "speed, memory and matmul-peak fraction on a text file, optionally against a peer",
         _bench_arguments,
         run_bench,
+    ),
+    Command(
+        "distill",
+        "a static model from any encoder and recipe (model2vec's method): every token "
+        "embedded alone, PCA, SIF weights",
+        _distill_arguments,
+        run_distill,
     ),
     Command(
         "train",

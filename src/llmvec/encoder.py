@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from llmvec.backends import Backend, PooledBackend, load_backend
-from llmvec.backends.base import PrefixCachingBackend, PrefixState, TokenizedText
+from llmvec.backends.base import (
+    PrefixCachingBackend,
+    PrefixState,
+    TextMeanBackend,
+    TokenizedText,
+)
 from llmvec.backends.cpu_memory import reuse_freed_memory
+from llmvec.compress import normalize as normalize_rows
 from llmvec.encoding import pooling as pooling_functions
 from llmvec.encoding.batching import batch_overhead_tokens, pad_batch, plan_batches
 from llmvec.encoding.inputs import InputBuilder
@@ -206,6 +212,7 @@ class Encoder:
             max_length=max_length,
             add_bos=add_bos,
             pool_prefix_specials=self.backend.pool_prefix_specials,
+            special_tokens=self.backend.special_tokens,
         )
         if isinstance(self.backend, PooledBackend):
             # Unsupported recipes fail here, before the engine starts.
@@ -340,13 +347,22 @@ class Encoder:
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
         with self._lock:
-            tokenized = self._build(items, recipe, prefix)
-            vectors = self._encode(tokenized, recipe, prefix, batch_size, normalize, show_progress)
+            lean = self._text_means(recipe)
+            if lean is not None:
+                # An instruction changes nothing here: it is never pooled, and nothing attends.
+                array = self._finish_array(lean.mean_vectors(items, self.max_length))
+                if normalize:
+                    array = normalize_rows(array)
+            else:
+                tokenized = self._build(items, recipe, prefix)
+                array = self._encode(
+                    tokenized, recipe, prefix, batch_size, normalize, show_progress
+                ).numpy()
         if precision != "float32":
             from llmvec.compress import quantize
 
-            return quantize(vectors.numpy(), precision)
-        return vectors if convert_to == "torch" else vectors.numpy()
+            return quantize(array, precision)
+        return torch.from_numpy(array) if convert_to == "torch" else array
 
     def encode_inputs(
         self,
@@ -469,6 +485,22 @@ class Encoder:
                 output[positions] = self._finish(pooled, normalize)
                 progress.update(len(positions))
         return output
+
+    def _text_means(self, recipe: Recipe) -> TextMeanBackend | None:
+        """The backend, where ``recipe`` is a plain mean that it takes straight from texts."""
+        if (
+            isinstance(self.backend, TextMeanBackend)
+            and recipe.pooling == "mean"
+            and recipe.template is None
+        ):
+            return self.backend
+        return None
+
+    def _finish_array(self, pooled: np.ndarray) -> np.ndarray:
+        """Matryoshka truncation of float32 vectors, as a contiguous array."""
+        if self.truncate_dim is not None:
+            pooled = np.ascontiguousarray(pooled[:, : self.truncate_dim])
+        return pooled
 
     def _finish(self, pooled: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Matryoshka truncation, then L2 normalisation; float32 on the CPU."""

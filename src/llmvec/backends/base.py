@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
@@ -35,6 +36,9 @@ class ModelInfo(Protocol):
     #: Whether leading special tokens (BERT's CLS) may be pooled: not a decoder's BOS, an
     #: attention sink, nor a static model's (WordLlama averages the text tokens only).
     pool_prefix_specials: bool
+    #: Whether inputs carry the tokenizer's special tokens (BOS, CLS / SEP): not a static
+    #: model's.
+    special_tokens: bool
     device: torch.device
     #: Whether llmvec compiled the model's blocks (their first passes over new shapes compile).
     compiled: bool
@@ -91,6 +95,17 @@ class PrefixCachingBackend(Backend, Protocol):
         """As :meth:`Backend.hidden_states`; with ``prefix`` the inputs continue it and
         ``attention_mask`` covers only the new tokens; with ``positions`` (one column per row)
         only those states are computed to the end and returned, ``(batch, 1, hidden)``."""
+        ...
+
+
+@runtime_checkable
+class TextMeanBackend(Backend, Protocol):
+    """A backend that averages token rows straight from texts (the static backend's lean path),
+    for mean pooling without a template; the same vectors as its hidden states' mean."""
+
+    def mean_vectors(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
+        """Float32 ``(len(texts), hidden_size)``: each text's mean token row, over at most
+        ``max_tokens`` tokens."""
         ...
 
 

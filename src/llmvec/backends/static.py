@@ -1,20 +1,24 @@
 """Static backend: the "hidden states" of a token are its codebook row (layer 0 is the only one).
 
-With it the encoder's usual steps apply unchanged: mean pooling over the text tokens gives the
-WordLlama / model2vec vector, and Matryoshka truncation, normalisation and compression follow.
-Special tokens (a BOS the tokenizer adds) are never pooled, as in WordLlama.
+Mean pooling (the WordLlama / model2vec vector) takes the lean path of
+:mod:`llmvec.backends.static_means`; other recipes (a template, another pooling) go through the
+encoder's usual steps. Either way Matryoshka truncation, normalisation and compression follow,
+and inputs carry no special tokens (a static model has no attention for them to condition).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from llmvec.backends.devices import resolve_device, resolve_dtype
 from llmvec.backends.static_files import load_codebook, load_tokenizer, locate
+from llmvec.backends.static_means import TokenMeans
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,8 @@ class StaticBackend:
     num_layers = 0
     #: No attention: no prefix to cache.
     causal = False
-    #: Leading special tokens are not pooled (WordLlama averages the text tokens only).
+    #: Inputs carry no special tokens (WordLlama and model2vec average the text tokens only).
+    special_tokens = False
     pool_prefix_specials = False
     compiled = False
 
@@ -56,17 +61,24 @@ class StaticBackend:
         self.tokenizer = load_tokenizer(files)
         if not self.tokenizer.is_fast:
             raise ValueError(f"static model {model!r} needs a fast tokenizer")
-        codebook, weights = load_codebook(files)
-        if len(self.tokenizer) > codebook.shape[0]:
+        codebook = load_codebook(files)
+        if len(self.tokenizer) > codebook.vocab_size:
             raise ValueError(
                 f"static model {model!r}: the tokenizer has {len(self.tokenizer)} tokens but the "
-                f"codebook only {codebook.shape[0]} rows"
+                f"codebook only {codebook.vocab_size} rows"
             )
-        self.embeddings = codebook.to(self.device, self.dtype)
-        self.token_weights = None if weights is None else weights.to(self.device, self.dtype)
-        self.hidden_size = int(codebook.shape[1])
+        rows = codebook.rows()
+        self.means = TokenMeans(self.tokenizer, rows)
+        #: Each token's row with its weight folded in, for the general path.
+        self.embeddings = torch.from_numpy(rows).to(self.device, self.dtype)
+        self.hidden_size = int(rows.shape[1])
         self.model_revision = files.revision
-        logger.debug("loaded static model %s %s on %s", model, tuple(codebook.shape), self.device)
+        logger.debug("loaded static model %s %s on %s", model, rows.shape, self.device)
+
+    def mean_vectors(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
+        """Float32 ``(len(texts), hidden_size)``: each text's mean token row (its first
+        ``max_tokens`` tokens, no special tokens, the unknown token left out)."""
+        return self.means(texts, max_tokens)
 
     def hidden_states(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
@@ -74,8 +86,4 @@ class StaticBackend:
         """Each token's codebook row, scaled by its token weight when the model has them."""
         if layer != 0:
             raise ValueError(f"a static model has only layer 0, got layer {layer}")
-        input_ids = input_ids.to(self.device)
-        vectors = F.embedding(input_ids, self.embeddings)
-        if self.token_weights is not None:
-            vectors = vectors * self.token_weights[input_ids].unsqueeze(-1)
-        return vectors
+        return F.embedding(input_ids.to(self.device), self.embeddings)

@@ -7,6 +7,9 @@ A static model is a codebook of token vectors plus the tokenizer that indexes it
   ``(vocab,)`` that scale each token's vector before averaging (model2vec's weighting);
 - the tokenizer (``tokenizer.json``, and ``tokenizer_config.json`` when saved by transformers).
 
+model2vec's folders (``weights`` and ``mapping`` tensors, ``config.json``) and
+sentence-transformers' ``StaticEmbedding`` folders (``0_StaticEmbedding/``) load as they are.
+
 ``"wordllama"`` names the 256-d ``l2_supercat`` model shipped inside the ``wordllama`` package,
 read straight from its files (its own loader looks for the tokenizer in the wrong folder); the
 packaged names are listed in :data:`llmvec.models.PACKAGED_STATIC_MODELS`.
@@ -18,7 +21,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 from safetensors import safe_open
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
@@ -31,10 +34,17 @@ from llmvec.models import (
 )
 
 WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+#: Where sentence-transformers keeps a ``StaticEmbedding`` module's files.
+SENTENCE_TRANSFORMERS_FOLDER = "0_StaticEmbedding"
 EMBEDDINGS_KEY = "embeddings"
 TOKEN_WEIGHTS_KEY = "token_weights"
 #: Tensor names read as the codebook, in order (llmvec and model2vec, then WordLlama).
 _CODEBOOK_KEYS = (EMBEDDINGS_KEY, "embedding.weight")
+#: Per-token weights, in order (llmvec, then model2vec).
+_TOKEN_WEIGHT_KEYS = (TOKEN_WEIGHTS_KEY, "weights")
+#: model2vec's vocabulary quantization: the codebook row of each token id.
+MAPPING_KEY = "mapping"
 
 
 @dataclass(frozen=True)
@@ -71,21 +81,45 @@ def locate(model: str) -> StaticModelFiles:
             f"static model {model!r} is neither a packaged name "
             f"{sorted(PACKAGED_STATIC_MODELS)} nor a folder"
         )
-    missing = [name for name in (WEIGHTS_FILE, "tokenizer.json") if not (folder / name).is_file()]
+    if (folder / SENTENCE_TRANSFORMERS_FOLDER / WEIGHTS_FILE).is_file():
+        folder = folder / SENTENCE_TRANSFORMERS_FOLDER
+    missing = [name for name in (WEIGHTS_FILE, TOKENIZER_FILE) if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"static model folder {model!r} lacks {missing}; make one with llmvec.static.extract"
         )
     return StaticModelFiles(
         folder / WEIGHTS_FILE,
-        folder / "tokenizer.json",
+        folder / TOKENIZER_FILE,
         revision=fingerprint(ModelLocation(str(folder.resolve()))),
     )
 
 
-def load_codebook(files: StaticModelFiles) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The ``(vocab, dim)`` float32 codebook and the optional ``(vocab,)`` token weights."""
-    with safe_open(str(files.weights), framework="pt") as handle:
+@dataclass(frozen=True)
+class Codebook:
+    """A static model's tensors as stored: the token vectors, optional per-token weights
+    (indexed by token id) and, for a vocabulary-quantized model2vec model, each token's row."""
+
+    embeddings: np.ndarray
+    token_weights: np.ndarray | None = None
+    mapping: np.ndarray | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the codebook covers."""
+        return int(len(self.mapping) if self.mapping is not None else len(self.embeddings))
+
+    def rows(self) -> np.ndarray:
+        """One float32 row per token id, its weight folded in: what a text's tokens average."""
+        rows = self.embeddings if self.mapping is None else self.embeddings[self.mapping]
+        if self.token_weights is not None:
+            rows = rows * self.token_weights[:, None]
+        return np.ascontiguousarray(rows, dtype=np.float32)
+
+
+def load_codebook(files: StaticModelFiles) -> Codebook:
+    """Read and check a static model's tensors (float16 / float32 / float64 are read as float32)."""
+    with safe_open(str(files.weights), framework="numpy") as handle:
         keys = set(handle.keys())
         key = next((name for name in _CODEBOOK_KEYS if name in keys), None)
         if key is None:
@@ -94,18 +128,32 @@ def load_codebook(files: StaticModelFiles) -> tuple[torch.Tensor, torch.Tensor |
                 f"{list(_CODEBOOK_KEYS)}, found {sorted(keys)[:5]}; to use a full LLM's token "
                 "embeddings, make a static model with llmvec.static.extract"
             )
-        codebook = handle.get_tensor(key).float()
-        weights = None
-        if TOKEN_WEIGHTS_KEY in keys:
-            weights = handle.get_tensor(TOKEN_WEIGHTS_KEY).float()
-    if codebook.ndim != 2:
-        raise ValueError(f"codebook {key!r} must be 2-D, got shape {tuple(codebook.shape)}")
-    if weights is not None and weights.shape != (codebook.shape[0],):
+        tensors = {name: handle.get_tensor(name) for name in keys}
+    embeddings = tensors[key]
+    if embeddings.dtype.kind != "f":
         raise ValueError(
-            f"{TOKEN_WEIGHTS_KEY!r} has shape {tuple(weights.shape)}, expected "
-            f"({codebook.shape[0]},)"
+            f"codebook {key!r} is stored as {embeddings.dtype}; llmvec reads float codebooks "
+            "only (save a quantized model2vec model again with quantize_to='float16')"
         )
-    return codebook, weights
+    if embeddings.ndim != 2:
+        raise ValueError(f"codebook {key!r} must be 2-D, got shape {tuple(embeddings.shape)}")
+    weights_key = next((name for name in _TOKEN_WEIGHT_KEYS if name in keys), None)
+    weights = None if weights_key is None else tensors[weights_key].astype(np.float32)
+    mapping = tensors.get(MAPPING_KEY)
+    if mapping is not None and (
+        mapping.ndim != 1
+        or mapping.dtype.kind not in "iu"
+        or (len(mapping) and not 0 <= int(mapping.min()) <= int(mapping.max()) < len(embeddings))
+    ):
+        raise ValueError(
+            f"{MAPPING_KEY!r} must list a codebook row (0 to {len(embeddings) - 1}) per token"
+        )
+    codebook = Codebook(embeddings.astype(np.float32), weights, mapping)
+    if weights is not None and weights.shape != (codebook.vocab_size,):
+        raise ValueError(
+            f"{weights_key!r} has shape {tuple(weights.shape)}, expected ({codebook.vocab_size},)"
+        )
+    return codebook
 
 
 def load_tokenizer(files: StaticModelFiles) -> PreTrainedTokenizerBase:

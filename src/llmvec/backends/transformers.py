@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,6 +66,31 @@ def quantization_config(mode: str | None, compute_dtype: torch.dtype = torch.bfl
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype
         )
     return BitsAndBytesConfig(load_in_8bit=True)
+
+
+#: Files that hold a tokenizer's vocabulary, one of which a local model folder needs.
+TOKENIZER_VOCABULARY_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.txt",
+    "vocab.json",
+)
+
+
+def check_tokenizer_files(source: str) -> None:
+    """Refuse a local model folder without a tokenizer: transformers would quietly build an
+    empty one whose every text is one unknown token."""
+    folder = Path(source)
+    if folder.is_dir() and not any(
+        (folder / name).is_file() for name in TOKENIZER_VOCABULARY_FILES
+    ):
+        raise FileNotFoundError(
+            f"model folder {source!r} has no tokenizer (none of "
+            f"{list(TOKENIZER_VOCABULARY_FILES)}); save it beside the weights "
+            "(tokenizer.save_pretrained(folder))"
+        )
 
 
 def _layer_list(model: nn.Module, num_layers: int) -> nn.ModuleList:
@@ -221,6 +247,7 @@ class TransformersBackend:
             source = str(gguf_as_folder(location))
         revision = kwargs.get("revision")
         tokenizer_kwargs = {key: kwargs[key] for key in ("revision", "token") if key in kwargs}
+        check_tokenizer_files(source)
         with hub_errors(model, location):
             self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(
                 source, trust_remote_code=trust_remote_code, **tokenizer_kwargs
@@ -257,6 +284,7 @@ class TransformersBackend:
         decoder = is_decoder_config(config.model_type)
         self.causal = decoder and not bidirectional
         self.pool_prefix_specials = not decoder
+        self.special_tokens = True
         self.layers = _layer_list(self.model, self.num_layers)
         #: Whether the blocks run compiled (their first passes over new shapes compile).
         self.compiled = compile

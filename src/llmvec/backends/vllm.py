@@ -151,6 +151,7 @@ class VLLMBackend:
         # Always causal: bidirectional attention is refused above.
         self.causal = is_decoder_config(config.model_type)
         self.pool_prefix_specials = not self.causal
+        self.special_tokens = True
         #: Where the vectors come back; vLLM itself decides where the model runs.
         self.device = torch.device("cpu")
         self.model_revision = fingerprint(location, revision)

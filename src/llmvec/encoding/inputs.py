@@ -69,6 +69,7 @@ class InputBuilder:
             force it.
         pool_prefix_specials: whether the leading special tokens (BERT's CLS) may be pooled.
             Decoder models say no: their BOS state is an attention sink, the same for every input.
+        special_tokens: ``False`` leaves out the tokenizer's own special tokens (a static model).
     """
 
     def __init__(
@@ -78,10 +79,11 @@ class InputBuilder:
         max_length: int,
         add_bos: bool | None = None,
         pool_prefix_specials: bool = False,
+        special_tokens: bool = True,
     ) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
-        specials = SpecialTokens.probe(tokenizer)
+        specials = SpecialTokens.probe(tokenizer) if special_tokens else SpecialTokens([], [])
         bos = tokenizer.bos_token_id
         if add_bos is True and bos is None:
             raise ValueError("add_bos=True but the tokenizer has no BOS token")
