@@ -30,7 +30,7 @@ from llmvec.index.stores import (
 )
 from llmvec.models import DEFAULT_INDEX_MODEL, DEFAULT_MODEL
 from llmvec.serving.command import add_serve_arguments, serve_from_args
-from llmvec.static.distill import DEFAULT_SIF_COEFFICIENT
+from llmvec.static.distillation import DEFAULT_SIF_COEFFICIENT
 from llmvec.store_commands import (
     JSON_SCHEMA,
     describe,
@@ -1090,7 +1090,7 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "train",
-        "train an embedder: LLM2Vec's mntp, simcse, or supervised contrastive",
+        "train an embedder: LLM2Vec's mntp, simcse, supervised contrastive, or a static model",
         add_train_arguments,
         run_train,
     ),

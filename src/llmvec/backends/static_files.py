@@ -156,6 +156,17 @@ def load_codebook(files: StaticModelFiles) -> Codebook:
     return codebook
 
 
+def codebook_dim(files: StaticModelFiles) -> int:
+    """The codebook's dimension, read from the safetensors header alone."""
+    with safe_open(str(files.weights), framework="numpy") as handle:
+        keys = set(handle.keys())
+        key = next((name for name in _CODEBOOK_KEYS if name in keys), None)
+        shape = None if key is None else handle.get_slice(key).get_shape()
+    if shape is None or len(shape) != 2:
+        raise ValueError(f"{str(files.weights)!r} holds no 2-D codebook {list(_CODEBOOK_KEYS)}")
+    return int(shape[1])
+
+
 def load_tokenizer(files: StaticModelFiles) -> PreTrainedTokenizerBase:
     """The fast tokenizer of a static model."""
     if (files.tokenizer.parent / "tokenizer_config.json").is_file():

@@ -1,10 +1,42 @@
 """Static embedding models (WordLlama, model2vec style): made from an LLM's codebook
 (:func:`extract`), distilled from any encoder and recipe (:func:`distill`), and trained
-(:mod:`llmvec.static.training`). The file format the static backend reads is
-:mod:`llmvec.backends.static_files`."""
+(:func:`train_static`). The file format the static backend reads is
+:mod:`llmvec.backends.static_files`.
 
-from llmvec.static.codebook import principal_components, zipf_sif_weights
-from llmvec.static.distill import distill
-from llmvec.static.extract import extract
+The names load on first use: the ``llmvec`` command imports this package for its defaults
+without loading the trainer.
+"""
 
-__all__ = ["distill", "extract", "principal_components", "zipf_sif_weights"]
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmvec.static.codebook import principal_components, zipf_sif_weights
+    from llmvec.static.distillation import distill
+    from llmvec.static.extraction import extract
+    from llmvec.static.training import train_static
+    from llmvec.static.training_config import StaticTrainingConfig
+
+_HOMES = {
+    "distill": "llmvec.static.distillation",
+    "extract": "llmvec.static.extraction",
+    "principal_components": "llmvec.static.codebook",
+    "zipf_sif_weights": "llmvec.static.codebook",
+    "train_static": "llmvec.static.training",
+    "StaticTrainingConfig": "llmvec.static.training_config",
+}
+
+__all__ = [
+    "StaticTrainingConfig",
+    "distill",
+    "extract",
+    "principal_components",
+    "train_static",
+    "zipf_sif_weights",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,6 +4,8 @@ flags on top). Only the flags given override; the rest are the configuration's d
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,21 @@ examples:
       --matryoshka-dims 64,128,576 --cache-chunk-size 16
   torchrun --nproc-per-node 2 -m llmvec.cli train contrastive triplets.jsonl -o runs/ddp
   llmvec train contrastive --config nv-embed-two-phase.json -o runs/nv
+  llmvec train static pairs.jsonl --model wordllama -o runs/static --dim 128 \
+      --teacher all-minilm-l6-v2 --texts sentences.txt --matryoshka-dims 32,64,128
 """
+
+#: Flags that ``static`` reads under another name than its options'.
+_STATIC_RENAMED = {"max_length": "max_tokens", "eval_fraction": "dev_fraction"}
+#: Flags of the static stage only.
+_STATIC_ONLY = ("teacher", "texts", "dim", "train_table", "distill_weight", "contrastive_weight")
+#: Flags not named ``--`` followed by their destination with dashes.
+_FLAG_NAMES = {
+    "in_batch_negatives": "--no-in-batch-negatives",
+    "time_budget_s": "--time-budget",
+    "group_by_length": "--no-group-by-length",
+    "show_progress": "--no-progress",
+}
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -38,14 +54,18 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = _EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     keep = argparse.SUPPRESS
-    parser.add_argument("stage", choices=("mntp", "simcse", "contrastive"), help="what to train")
+    parser.add_argument(
+        "stage",
+        choices=("mntp", "simcse", "contrastive", "static"),
+        help="what to train (static: a WordLlama-style static model)",
+    )
     parser.add_argument(
         "data",
         nargs="*",
         default=keep,
         help="training files: sentences (.txt[.gz], .jsonl with text) for mntp and simcse; "
         "query/positive[/negative] rows (.jsonl, .csv, .tsv; SimCSE's sent0,sent1,hard_neg) "
-        "for contrastive",
+        "for contrastive; one such file for static",
     )
     parser.add_argument("--config", help="JSON file of options (flags override it)")
     parser.add_argument("--model", default=keep, help="base model or a trained folder (smollm2)")
@@ -126,6 +146,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument("--resume", action="store_true", default=keep, help="from the last one")
     loop.add_argument("--device", default=keep, help="cpu or cuda (default: the best)")
     loop.add_argument("--no-progress", dest="show_progress", action="store_false", default=keep)
+    static = parser.add_argument_group(
+        "static (--max-length: tokens pooled per text; --eval-fraction: a dev split)"
+    )
+    static.add_argument("--teacher", default=keep, help="encoder to distil (all-minilm-l6-v2)")
+    static.add_argument("--texts", default=keep, help="texts to distil on (.txt, .jsonl)")
+    static.add_argument("--dim", type=int, default=keep, help="output dimension (the table's)")
+    static.add_argument(
+        "--train-table", action="store_true", default=keep, help="train the token rows too"
+    )
+    static.add_argument("--distill-weight", type=float, default=keep, help="1.0")
+    static.add_argument("--contrastive-weight", type=float, default=keep, help="1.0")
 
 
 def train_from_args(args: argparse.Namespace) -> Path:
@@ -140,6 +171,11 @@ def train_from_args(args: argparse.Namespace) -> Path:
         for key, value in vars(args).items()
         if key not in ("run", "verbose", "config", "stage")
     }
+    if args.stage == "static":
+        return _train_static(options, args.config)
+    misplaced = [_flag(key) for key in _STATIC_ONLY if key in options]
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)} apply to the static stage only")
     if "data" in options:
         options["data"] = tuple(options["data"])
     options["stage"] = args.stage
@@ -154,3 +190,34 @@ def train_from_args(args: argparse.Namespace) -> Path:
         options.setdefault("model", DEFAULT_MODEL)
         config = TrainingConfig.from_dict(options)
     return train(config)
+
+
+def _flag(destination: str) -> str:
+    return _FLAG_NAMES.get(destination, "--" + destination.replace("_", "-"))
+
+
+def _train_static(options: dict[str, Any], config_file: str | None) -> Path:
+    """``llmvec train static``: flags (over a JSON configuration) to a static training run."""
+    from llmvec.static.training import train_static
+    from llmvec.static.training_config import StaticTrainingConfig
+
+    known = {option.name for option in fields(StaticTrainingConfig)}
+    unsupported = [_flag(key) for key in options if key not in known | set(_STATIC_RENAMED)]
+    if unsupported:
+        raise ValueError(f"{', '.join(unsupported)} do not apply to the static stage")
+    data = options.pop("data", [])
+    if len(data) > 1:
+        raise ValueError(f"the static stage takes one data file, got {len(data)}")
+    values = {_STATIC_RENAMED.get(key, key): value for key, value in options.items()}
+    if data:
+        values["data"] = data[0]
+    if config_file:
+        try:
+            stored = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            message = f"training configuration {config_file} is not valid JSON: {error}"
+            raise ValueError(message) from None
+        values = {**stored, **values}
+    if "output" not in values:
+        raise ValueError("llmvec train static needs --output")
+    return train_static(StaticTrainingConfig.from_dict(values))

@@ -1,0 +1,145 @@
+"""The options of a static model's training run, every one checked before anything loads."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from llmvec.backends.static_files import codebook_dim, locate
+from llmvec.static.codebook import check_static_output
+from llmvec.training.losses import DEFAULT_TEMPERATURE
+
+DEFAULT_STATIC_MODEL = "wordllama"
+
+
+@dataclass(frozen=True)
+class StaticTrainingConfig:
+    """What :func:`train_static` trains; every option is checked when the configuration is made,
+    before any model or data loads.
+
+    Args:
+        output: the folder to write (missing, empty, or an earlier static model).
+        model: the static model to start from: a packaged name (``wordllama``) or a folder.
+        data: (query, positive[, negative]) rows for the contrastive loss (JSONL, CSV, TSV).
+        texts: plain texts to distil on (needs ``teacher``), on top of those of ``data``.
+        teacher: any model :class:`~llmvec.Encoder` loads; its vectors of every text are computed
+            once, up front.
+        dim: the output dimension of the learned projection (``None``: the table's).
+        train_table: also train the table rows (``False``: token weights and projection only).
+        matryoshka_dims: train each prefix of the vector (empty: the full vector only).
+        binary: add each loss on sign-binarised vectors (straight-through gradient).
+        max_tokens: tokens pooled per text, as inference pools them (``Encoder(max_length=...)``).
+        dev_fraction: share of the pairs' queries held out, scored before and after training.
+    """
+
+    output: str
+    model: str = DEFAULT_STATIC_MODEL
+    data: str | None = None
+    texts: str | None = None
+    teacher: str | None = None
+    dim: int | None = None
+    train_table: bool = False
+    matryoshka_dims: tuple[int, ...] = ()
+    binary: bool = False
+    temperature: float = DEFAULT_TEMPERATURE
+    distill_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    epochs: float = 1.0
+    max_steps: int | None = None
+    seed: int = 42
+    max_tokens: int = 512
+    dev_fraction: float = 0.0
+    show_progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("output", "model"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
+            raise ValueError(f"teacher must be a model name or folder, got {self.teacher!r}")
+        self._check_numbers()
+        self._check_terms()
+        for name in ("data", "texts"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"{name} file {path!r} does not exist")
+        check_static_output(self.output)
+        table_dim = codebook_dim(locate(self.model))
+        if self.dim is not None and self.dim > table_dim:
+            raise ValueError(f"dim {self.dim} exceeds the dimension {table_dim} of {self.model!r}")
+        too_large = [dim for dim in self.matryoshka_dims if dim > (self.dim or table_dim)]
+        if too_large:
+            raise ValueError(
+                f"matryoshka_dims {too_large} exceed the output dimension {self.dim or table_dim}"
+            )
+
+    def _check_numbers(self) -> None:
+        for name in ("batch_size", "max_tokens", "seed"):
+            _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+        for name in ("dim", "max_steps"):
+            if getattr(self, name) is not None:
+                _integer(name, getattr(self, name), minimum=1)
+        if not isinstance(self.matryoshka_dims, tuple):
+            raise ValueError(f"matryoshka_dims must be a tuple, got {self.matryoshka_dims!r}")
+        for dim in self.matryoshka_dims:
+            _integer("matryoshka_dims", dim, minimum=1)
+        for name in ("temperature", "learning_rate", "epochs"):
+            if not _real(getattr(self, name)) or not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("distill_weight", "contrastive_weight"):
+            if not _real(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
+        if not _real(self.dev_fraction) or not 0 <= self.dev_fraction < 1:
+            raise ValueError(f"dev_fraction must be in [0, 1), got {self.dev_fraction!r}")
+
+    def _check_terms(self) -> None:
+        if self.texts is not None and self.teacher is None:
+            raise ValueError("texts are distillation data: give a teacher too")
+        if self.data is None and self.teacher is None:
+            raise ValueError("give data (pairs for the contrastive loss) or a teacher to distil")
+        if self.teacher is not None and self.data is None and self.texts is None:
+            raise ValueError("a teacher needs texts to distil on: give texts or data")
+        if self.dev_fraction and self.data is None:
+            raise ValueError("dev_fraction splits the data's pairs: give data")
+        if not (self.contrasts or self.distils):
+            raise ValueError(
+                "nothing to train: contrastive_weight is 0 or there is no data, and "
+                "distill_weight is 0 or there is no teacher"
+            )
+
+    @property
+    def contrasts(self) -> bool:
+        """Whether the contrastive loss is trained."""
+        return self.data is not None and self.contrastive_weight > 0
+
+    @property
+    def distils(self) -> bool:
+        """Whether the distillation loss is trained."""
+        return self.teacher is not None and self.distill_weight > 0
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> StaticTrainingConfig:
+        """A configuration from JSON-like options; unknown ones are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown static training options {unknown}; known: {sorted(known)}")
+        values = dict(options)
+        if values.get("matryoshka_dims") is not None:
+            values["matryoshka_dims"] = tuple(values["matryoshka_dims"])
+        return cls(**values)
+
+
+def _integer(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive integer" if minimum else "an integer >= 0"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+
+
+def _real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
