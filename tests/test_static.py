@@ -410,7 +410,7 @@ def test_distill_command(
 def _round_trip_tokens(encoder: Encoder, count: int, start: int = 300) -> list[int]:
     """Ids of tokens whose text alone tokenizes back to exactly that token in the recipe's
     inputs: the encoder's own vector of that text is then the distilled row."""
-    from llmvec.static.distill import token_slot
+    from llmvec.static.distillation import token_slot
 
     head, tail, _ = token_slot(encoder)
     picked: list[int] = []
@@ -469,3 +469,61 @@ def test_distill_from_a_trained_folder(tiny_llama: Path, tmp_path: Path) -> None
         show_progress=False,
     )
     _rows_are_the_encoders_own_vectors(Encoder(str(trained)), tmp_path / "static")
+
+
+# ---------------------------------------------------------------------- in the indexes
+DOCUMENTS = [
+    "The guitar player tuned his instrument before the concert.",
+    "Stock markets fell sharply on Monday after the announcement.",
+    "Bees dance to show where the flowers are.",
+    "The recipe needs flour, butter and two eggs.",
+    "Paris is the capital and largest city of France.",
+    "The spacecraft entered orbit around Mars last week.",
+]
+NEAR_DUPLICATES = [
+    "A guitar player tuned his instrument before a concert.",
+    "Stock markets fell on Monday after an announcement.",
+    "Bees dance to show where flowers are.",
+    "This recipe needs flour, butter and eggs.",
+    "Paris is the capital city of France.",
+    "A spacecraft entered orbit around Mars.",
+]
+
+
+@pytest.mark.parametrize("store", ["faiss-binary", "qdrant-edge-binary"])
+def test_static_vectors_in_binary_indexes(store: str, tmp_path: Path) -> None:
+    """Matryoshka-truncated static vectors in FAISS's binary index (Hamming candidates,
+    rescored) and Qdrant Edge's binary quantization, with the static model's fingerprint in
+    the stored spec."""
+    from llmvec import FaissIndex, QdrantIndex
+
+    encoder = Encoder("wordllama", backend="static", truncate_dim=128)
+    if store == "faiss-binary":
+        index = FaissIndex(encoder, precision="binary", sparse=False)
+    else:
+        index = QdrantIndex(
+            encoder, path=tmp_path / "edge", engine="edge", quantization="binary", sparse=False
+        )
+    index.add(DOCUMENTS, ids=list(range(len(DOCUMENTS))))
+    assert index.spec.model_revision == "wordllama==0.4.0.post1:l2_supercat_256"
+    assert index.spec.backend == "static" and index.spec.truncate_dim == 128
+    for expected, query in enumerate(NEAR_DUPLICATES):
+        assert index.search(query, k=1)[0].id == expected
+    if isinstance(index, QdrantIndex):
+        index.close()
+
+
+def test_a_store_refuses_a_changed_static_model(tiny_llama: Path, tmp_path: Path) -> None:
+    """The spec records the static model's fingerprint: the same folder with other weights
+    cannot write into (or search) a store made with the first ones."""
+    from llmvec import FaissIndex
+
+    folder = extract(str(tiny_llama), tmp_path / "static", dim=16)
+    index = FaissIndex(Encoder(str(folder), backend="static"), sparse=False)
+    index.add(DOCUMENTS)
+    index.save(tmp_path / "store")
+    extract(str(tiny_llama), folder, dim=16, sif_coefficient=1e-3)  # replaced atomically
+    changed = Encoder(str(folder), backend="static")
+    assert changed.dim == 16
+    with pytest.raises(ValueError, match="model_revision"):
+        FaissIndex.load(tmp_path / "store", changed)
