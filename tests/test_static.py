@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -304,7 +305,9 @@ def test_distill_embeds_each_token_through_the_model(tiny_llama: Path, tmp_path:
     assert table.shape == (len(tokenizer), 8)
     _same_up_to_sign(table[ids], _principal_components(states, 8))
     assert not table[sorted(special)].any()
-    np.testing.assert_allclose(weights, zipf_sif_weights(len(tokenizer), 1e-3).numpy())
+    # Each distilled token's frequency is estimated from its rank among the distilled ones.
+    np.testing.assert_allclose(weights[ids], zipf_sif_weights(len(ids), 1e-3).numpy())
+    assert (weights[sorted(special)] == 1).all()
     encoder = Encoder(str(folder), backend="static", normalize=False)
     expected = _reference_static(tiny_llama, TEXTS[:3], table * weights[:, None])
     np.testing.assert_allclose(encoder.encode(TEXTS[:3]), expected, atol=1e-6)
@@ -357,6 +360,10 @@ def test_distill_bad_input(tiny_llama: Path, tmp_path: Path) -> None:
         distill(str(tiny_llama), out, vocabulary=[])
     with pytest.raises(ValueError, match="dim must be a positive integer or None, got 0"):
         distill(str(tiny_llama), out, dim=0)
+    with pytest.raises(ValueError, match=r"exclude '\[' is not a regular expression"):
+        distill(str(tiny_llama), out, exclude="[")
+    with pytest.raises(ValueError, match=r"no token of the vocabulary is left once '\.\*'"):
+        distill(str(tiny_llama), out, exclude=".*")
     assert not out.exists()
     no_tokenizer = tmp_path / "no-tokenizer"
     no_tokenizer.mkdir()
@@ -527,3 +534,17 @@ def test_a_store_refuses_a_changed_static_model(tiny_llama: Path, tmp_path: Path
     assert changed.dim == 16
     with pytest.raises(ValueError, match="model_revision"):
         FaissIndex.load(tmp_path / "store", changed)
+
+
+def test_distill_leaves_out_bert_placeholders(minilm: Encoder) -> None:
+    """BERT's ``[unusedN]`` tokens were never trained: model2vec leaves them out, so does llmvec
+    (unless ``exclude=None``)."""
+    from llmvec.static.distillation import DEFAULT_EXCLUDED_TOKENS, vocabulary_ids
+
+    vocab = minilm.tokenizer.get_vocab()
+    default = vocabulary_ids(minilm, None, re.compile(DEFAULT_EXCLUDED_TOKENS))
+    everything = vocabulary_ids(minilm, None, None)
+    left_out = {vocab_id for vocab_id in everything if vocab_id not in set(default)}
+    assert vocab["[unused0]"] in left_out and vocab["the"] in default
+    assert all(re.fullmatch(r"\[unused\d+\]", t) for t, i in vocab.items() if i in left_out)
+    assert len(left_out) == sum(1 for t in vocab if re.fullmatch(r"\[unused\d+\]", t))

@@ -30,7 +30,7 @@ from llmvec.index.stores import (
 )
 from llmvec.models import DEFAULT_INDEX_MODEL, DEFAULT_MODEL
 from llmvec.serving.command import add_serve_arguments, serve_from_args
-from llmvec.static.distillation import DEFAULT_SIF_COEFFICIENT
+from llmvec.static.distillation import DEFAULT_EXCLUDED_TOKENS, DEFAULT_SIF_COEFFICIENT
 from llmvec.store_commands import (
     JSON_SCHEMA,
     describe,
@@ -1015,6 +1015,11 @@ def _distill_arguments(parser: argparse.ArgumentParser) -> None:
         help="file of the tokenizer's token strings to distil, one a line (default: all)",
     )
     parser.add_argument(
+        "--exclude-tokens",
+        default=DEFAULT_EXCLUDED_TOKENS,
+        help=f"regular expression of tokens left out ({DEFAULT_EXCLUDED_TOKENS}; '' keeps all)",
+    )
+    parser.add_argument(
         "--distill-batch-size", type=int, default=256, help="tokens per forward pass (256)"
     )
     add_encoder_arguments(parser, model_option=False)
@@ -1036,6 +1041,7 @@ def run_distill(args: argparse.Namespace) -> int:
         args.output,
         dim=args.dim or None,
         vocabulary=vocabulary,
+        exclude=args.exclude_tokens or None,
         sif_coefficient=args.sif_coefficient or None,
         tokens_per_batch=args.distill_batch_size,
         show_progress=args.progress,

@@ -10,6 +10,7 @@ tokens.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 _PROBES = ("a", "b")
 #: model2vec's default SIF coefficient.
 DEFAULT_SIF_COEFFICIENT = 1e-4
+#: Tokens left out by default (model2vec's default too): BERT's never-trained ``[unusedN]``
+#: placeholders, outliers that would skew the PCA.
+DEFAULT_EXCLUDED_TOKENS = r"\[unused\d+\]"
 
 
 def token_slot(
@@ -57,14 +61,26 @@ def token_slot(
     return first.ids[:slot], first.ids[slot + 1 :], first.pool_start
 
 
-def vocabulary_ids(encoder: Encoder, vocabulary: Sequence[str] | None) -> list[int]:
+def vocabulary_ids(
+    encoder: Encoder,
+    vocabulary: Sequence[str] | None,
+    exclude: re.Pattern[str] | None = None,
+) -> list[int]:
     """Ids of the tokens to distil: ``vocabulary`` (token strings of the encoder's tokenizer),
-    or every token but the special and added ones."""
+    or every token but the special and added ones and those that match ``exclude`` fully."""
     tokenizer = encoder.tokenizer
     vocab: dict[str, int] = tokenizer.get_vocab()
     if vocabulary is None:
         added = set(tokenizer.get_added_vocab().values()) | set(tokenizer.all_special_ids)
-        return sorted(i for i in vocab.values() if i not in added)
+        ids = sorted(
+            i
+            for token, i in vocab.items()
+            if i not in added and (exclude is None or not exclude.fullmatch(token))
+        )
+        if not ids:
+            pattern = None if exclude is None else exclude.pattern
+            raise ValueError(f"no token of the vocabulary is left once {pattern!r} is excluded")
+        return ids
     if isinstance(vocabulary, str):
         raise TypeError("vocabulary must be a sequence of token strings, not one string")
     if not vocabulary:
@@ -105,6 +121,7 @@ def distill(
     dim: int | None = 256,
     *,
     vocabulary: Sequence[str] | None = None,
+    exclude: str | None = DEFAULT_EXCLUDED_TOKENS,
     sif_coefficient: float | None = DEFAULT_SIF_COEFFICIENT,
     tokens_per_batch: int = 256,
     show_progress: bool = False,
@@ -118,26 +135,35 @@ def distill(
             ``pooling``, ``layer``...): each token is embedded with that recipe.
         path: output folder, written atomically; load it with ``Encoder(path, backend="static")``.
         dim: principal components kept (``None``: all, unrotated).
-        vocabulary: token strings of the model's tokenizer to distil (others get zero rows);
-            default every non-special token.
-        sif_coefficient: Zipf / SIF token weights ``a / (a + p)`` (``None``: none).
+        vocabulary: token strings of the model's tokenizer to distil (others get zero rows,
+            which leave a normalised vector's direction as it is); default every non-special
+            token but those matching ``exclude``.
+        exclude: a regular expression of tokens left out of the default vocabulary
+            (:data:`DEFAULT_EXCLUDED_TOKENS`; ``None`` keeps every token).
+        sif_coefficient: Zipf / SIF token weights ``a / (a + p)``, a distilled token's
+            frequency estimated from its rank among the distilled tokens (``None``: none).
         tokens_per_batch: tokens embedded per forward pass.
     """
     if isinstance(model, Encoder) and encoder_kwargs:
         raise TypeError("pass encoder options to Encoder, not with an Encoder instance")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
         raise ValueError(f"dim must be a positive integer or None, got {dim!r}")
+    try:
+        excluded = re.compile(exclude) if exclude else None
+    except re.error as error:
+        raise ValueError(f"exclude {exclude!r} is not a regular expression: {error}") from None
     check_static_output(path)
     encoder = model if isinstance(model, Encoder) else Encoder(model, **encoder_kwargs)
     hidden = encoder.backend.hidden_size
-    ids = vocabulary_ids(encoder, vocabulary)
+    ids = vocabulary_ids(encoder, vocabulary, excluded)
     if dim is not None and dim > min(hidden, len(ids)):
         raise ValueError(
             f"dim={dim} exceeds what the teacher gives: {hidden} dimensions over {len(ids)} tokens"
         )
     weights = None
     if sif_coefficient is not None:
-        weights = zipf_sif_weights(len(encoder.tokenizer), sif_coefficient)
+        weights = torch.ones(len(encoder.tokenizer))
+        weights[torch.tensor(ids)] = zipf_sif_weights(len(ids), sif_coefficient)
     head, _, _ = token_slot(encoder)  # a recipe that cannot hold a token fails before the work
     logger.info("distilling %d tokens of %s (%d tokens of context)", len(ids), encoder, len(head))
     vectors = token_vectors(encoder, ids, tokens_per_batch, show_progress)
