@@ -130,6 +130,70 @@ def test_distillation_lowers_the_similarity_loss(
     assert json.loads((folder / TRAINING_FILE).read_text())["teacher"] == "all-minilm-l6-v2"
 
 
+def test_vector_distillation_approaches_the_pca_of_the_teacher(
+    static_model: Path, texts: Path, tmp_path: Path, minilm: Encoder
+) -> None:
+    """``distill_loss="vectors"``: each text's teacher vector on the teacher's first 16
+    principal components (over the training texts) is the target, prefix by prefix."""
+    run = prepare_static(
+        _config(
+            static_model,
+            tmp_path / "out",
+            texts=str(texts),
+            teacher="all-minilm-l6-v2",
+            distill_loss="vectors",
+            matryoshka_dims=(4, 16),
+        )
+    )
+    teacher = minilm.encode(list(run.collator.texts.index)).astype(np.float64)
+    centered = teacher - teacher.mean(axis=0)
+    _, _, components = np.linalg.svd(centered, full_matrices=False)
+    expected = centered @ components[:16].T
+    assert run.collator.teacher is not None
+    targets = run.collator.teacher.numpy()
+    np.testing.assert_allclose(np.abs(targets), np.abs(expected), atol=1e-4)
+
+    def loss(vectors: np.ndarray) -> float:
+        """The plain reference: 1 - cos at each prefix, averaged over the texts."""
+        total = 0.0
+        for dim in (4, 16):
+            a, b = vectors[:, :dim], targets[:, :dim]
+            cosines = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+            total += float(np.mean(1 - cosines))
+        return total
+
+    numbers = run.collator.texts.numbers(list(run.collator.texts.index))
+    student = run.vectors(list(run.collator.texts.index))
+    objective = run.objective.distillation
+    assert objective is not None
+    reference = loss(student)
+    module = float(objective(torch.from_numpy(student), run.collator.teacher[numbers]))
+    assert module == pytest.approx(reference, abs=1e-5)
+    folder = run.train()
+    trained = Encoder(str(folder), backend="static", normalize=False)
+    assert loss(trained.encode(list(run.collator.texts.index))) < 0.7 * reference
+
+
+def test_vector_distillation_needs_a_teacher_as_wide_as_the_student(
+    tiny_llama: Path, texts: Path, tmp_path: Path
+) -> None:
+    config = StaticTrainingConfig.from_dict(
+        {
+            "model": "wordllama",
+            "output": str(tmp_path / "out"),
+            "texts": str(texts),
+            "teacher": str(tiny_llama),
+            "distill_loss": "vectors",
+            "show_progress": False,
+        }
+    )
+    with pytest.raises(ValueError, match="gives 64 dimensions, the student 256"):
+        prepare_static(config)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="unknown distill_loss 'mse'"):
+        _config(tiny_llama, tmp_path / "out", texts=str(texts), teacher="x", distill_loss="mse")
+
+
 def test_matryoshka_prefixes_beat_the_untrained_prefixes(
     static_model: Path, pairs: Path, tmp_path: Path
 ) -> None:

@@ -102,6 +102,39 @@ class SimilarityDistillationLoss:
         return total
 
 
+@dataclass(frozen=True)
+class VectorDistillationLoss:
+    """tokenlearn's target: each text's own teacher vector, PCA'd to the student's width (so
+    that its prefixes are the teacher's strongest directions): ``1 - cos`` of the student's and
+    the target's prefix, summed over the Matryoshka prefixes (the full vector only when empty)
+    and, with ``binary``, over their straight-through signs too."""
+
+    matryoshka_dims: tuple[int, ...] = ()
+    binary: bool = False
+
+    def __call__(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``student`` and ``target`` ``(n, d)``: the vectors and the PCA'd teacher's."""
+        if student.shape != target.shape:
+            raise ValueError(
+                f"student {tuple(student.shape)} and target {tuple(target.shape)} differ"
+            )
+        total = student.new_zeros((), dtype=torch.float32)
+        for dim in self.matryoshka_dims or (student.shape[-1],):
+            prefix, goal = student[:, :dim].float(), target[:, :dim].float()
+            total = total + (1 - F.cosine_similarity(prefix, goal, dim=-1)).mean()
+            if self.binary:
+                signs = straight_through_sign(prefix)
+                total = total + (1 - F.cosine_similarity(signs, goal, dim=-1)).mean()
+        return total
+
+
+#: The distillation losses, by the name ``distill_loss`` takes.
+DISTILLATION_LOSSES: dict[str, type[SimilarityDistillationLoss] | type[VectorDistillationLoss]] = {
+    "similarity": SimilarityDistillationLoss,
+    "vectors": VectorDistillationLoss,
+}
+
+
 def _cosines(vectors: torch.Tensor) -> torch.Tensor:
     unit = F.normalize(vectors.float(), dim=-1)
     return unit @ unit.T
@@ -116,7 +149,7 @@ class StaticObjective(torch.nn.Module):
         self,
         embedder: StaticEmbedder,
         contrastive: ContrastiveLoss | None,
-        distillation: SimilarityDistillationLoss | None,
+        distillation: SimilarityDistillationLoss | VectorDistillationLoss | None,
         contrastive_weight: float = 1.0,
         distill_weight: float = 1.0,
     ) -> None:

@@ -27,8 +27,8 @@ from llmvec.backends.static_files import StaticModelFiles, load_codebook, load_t
 from llmvec.backends.static_means import TokenMeans
 from llmvec.encoder import Encoder
 from llmvec.evaluation import retrieval_metrics
-from llmvec.static.codebook import write_static_model
-from llmvec.static.embedder import SimilarityDistillationLoss, StaticEmbedder, StaticObjective
+from llmvec.static.codebook import principal_components, write_static_model
+from llmvec.static.embedder import DISTILLATION_LOSSES, StaticEmbedder, StaticObjective
 from llmvec.static.training_config import StaticTrainingConfig
 from llmvec.training.data import dev_split, load_texts, load_triplets
 from llmvec.training.dev import retrieval_data
@@ -305,7 +305,11 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
         )
     distillation = None
     if config.distils:
-        distillation = SimilarityDistillationLoss(config.matryoshka_dims, config.binary)
+        loss = DISTILLATION_LOSSES[config.distill_loss]
+        distillation = loss(config.matryoshka_dims, config.binary)
+        if config.distill_loss == "vectors":
+            assert teacher is not None
+            teacher = _pca_targets(teacher, embedder.dim, config.teacher)
     objective = StaticObjective(
         embedder, contrastive, distillation, config.contrastive_weight, config.distill_weight
     )
@@ -338,6 +342,17 @@ def _teacher_vectors(config: StaticTrainingConfig, texts: list[str]) -> torch.Te
     teacher = Encoder(config.teacher)
     vectors = teacher.encode(texts, normalize=True, show_progress=config.show_progress)
     return torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def _pca_targets(teacher: torch.Tensor, dim: int, name: str | None) -> torch.Tensor:
+    """The teacher's vectors on their first ``dim`` principal components (tokenlearn's targets)."""
+    if teacher.shape[1] < dim:
+        raise ValueError(
+            f"distill_loss='vectors' needs a teacher at least as wide as the student: {name!r} "
+            f"gives {teacher.shape[1]} dimensions, the student {dim}; use distill_loss="
+            "'similarity' or a smaller dim"
+        )
+    return principal_components(teacher, dim)
 
 
 def train_static(config: StaticTrainingConfig | None = None, /, **options: Any) -> Path:

@@ -13,6 +13,9 @@ from llmvec.static.codebook import check_static_output
 from llmvec.training.losses import DEFAULT_TEMPERATURE
 
 DEFAULT_STATIC_MODEL = "wordllama"
+#: ``similarity``: the in-batch cosine-similarity matrices matched (any teacher width);
+#: ``vectors``: each text's teacher vector, PCA'd to the student's width (tokenlearn).
+DISTILLATION_LOSS_NAMES = ("similarity", "vectors")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class StaticTrainingConfig:
         train_table: also train the table rows (``False``: token weights and projection only).
         matryoshka_dims: train each prefix of the vector (empty: the full vector only).
         binary: add each loss on sign-binarised vectors (straight-through gradient).
+        distill_loss: ``similarity`` (the student's and teacher's in-batch cosine-similarity
+            matrices matched: any teacher width) or ``vectors`` (each text's teacher vector,
+            PCA'd to the student's width, as tokenlearn trains).
         max_tokens: tokens pooled per text, as inference pools them (``Encoder(max_length=...)``).
         dev_fraction: share of the pairs' queries held out, scored before and after training.
     """
@@ -45,6 +51,7 @@ class StaticTrainingConfig:
     matryoshka_dims: tuple[int, ...] = ()
     binary: bool = False
     temperature: float = DEFAULT_TEMPERATURE
+    distill_loss: str = "similarity"
     distill_weight: float = 1.0
     contrastive_weight: float = 1.0
     batch_size: int = 64
@@ -62,6 +69,11 @@ class StaticTrainingConfig:
                 raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
             raise ValueError(f"teacher must be a model name or folder, got {self.teacher!r}")
+        if self.distill_loss not in DISTILLATION_LOSS_NAMES:
+            raise ValueError(
+                f"unknown distill_loss {self.distill_loss!r}; allowed: "
+                f"{list(DISTILLATION_LOSS_NAMES)}"
+            )
         self._check_numbers()
         self._check_terms()
         for name in ("data", "texts"):

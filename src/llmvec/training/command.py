@@ -19,14 +19,22 @@ examples:
       --matryoshka-dims 64,128,576 --cache-chunk-size 16
   torchrun --nproc-per-node 2 -m llmvec.cli train contrastive triplets.jsonl -o runs/ddp
   llmvec train contrastive --config nv-embed-two-phase.json -o runs/nv
-  llmvec train static pairs.jsonl --model wordllama -o runs/static --dim 128 \
+  llmvec train static pairs.jsonl --model wordllama -o runs/static --dim 128 \\
       --teacher all-minilm-l6-v2 --texts sentences.txt --matryoshka-dims 32,64,128
 """
 
 #: Flags that ``static`` reads under another name than its options'.
 _STATIC_RENAMED = {"max_length": "max_tokens", "eval_fraction": "dev_fraction"}
 #: Flags of the static stage only.
-_STATIC_ONLY = ("teacher", "texts", "dim", "train_table", "distill_weight", "contrastive_weight")
+_STATIC_ONLY = (
+    "teacher",
+    "texts",
+    "dim",
+    "train_table",
+    "distill_loss",
+    "distill_weight",
+    "contrastive_weight",
+)
 #: Flags not named ``--`` followed by their destination with dashes.
 _FLAG_NAMES = {
     "in_batch_negatives": "--no-in-batch-negatives",
@@ -154,6 +162,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     static.add_argument("--dim", type=int, default=keep, help="output dimension (the table's)")
     static.add_argument(
         "--train-table", action="store_true", default=keep, help="train the token rows too"
+    )
+    static.add_argument(
+        "--distill-loss",
+        choices=("similarity", "vectors"),
+        default=keep,
+        help="similarity (in-batch similarities, any teacher width; default) or vectors (the "
+        "teacher's own vectors PCA'd to the student's width, as tokenlearn)",
     )
     static.add_argument("--distill-weight", type=float, default=keep, help="1.0")
     static.add_argument("--contrastive-weight", type=float, default=keep, help="1.0")
