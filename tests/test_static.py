@@ -548,3 +548,15 @@ def test_distill_leaves_out_bert_placeholders(minilm: Encoder) -> None:
     assert vocab["[unused0]"] in left_out and vocab["the"] in default
     assert all(re.fullmatch(r"\[unused\d+\]", t) for t, i in vocab.items() if i in left_out)
     assert len(left_out) == sum(1 for t in vocab if re.fullmatch(r"\[unused\d+\]", t))
+
+
+def test_lean_path_blocks_give_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call is tokenized and reduced a block of texts at a time; blocks change nothing."""
+    from llmvec.backends import static_means
+
+    encoder = Encoder("wordllama", backend="static")
+    texts = [f"{text} {number}" for number in range(7) for text in TEXTS]
+    whole = encoder.encode(texts)
+    monkeypatch.setattr(static_means, "TEXTS_PER_BLOCK", 4)
+    monkeypatch.setattr(static_means, "GATHER_ROWS", 8)
+    np.testing.assert_array_equal(encoder.encode(texts), whole)

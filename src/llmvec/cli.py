@@ -92,6 +92,8 @@ examples:
   llmvec index notes/ --model all-minilm-l6-v2 --precision binary --store qdrant:/tmp/notes
   llmvec encode "a sentence" "another one" --output vectors.npy
   llmvec bench sentences.txt --template ke --compare llemb
+  llmvec distill all-minilm-l6-v2 minilm-static   # a static model, ~30,000 sentences/s
+  llmvec index notes/ --backend static --model minilm-static --store faiss:/tmp/fast
   llmvec serve all-minilm-l6-v2 --port 8080
   llmvec search "how do bees communicate?" --server http://127.0.0.1:8080
 """

@@ -19,6 +19,8 @@ from llmvec.encoding.inputs import MIN_CHARS_PER_TOKEN, WINDOW_MARGIN_TOKENS
 
 #: Token rows gathered at once (bounds the memory of one reduction step).
 GATHER_ROWS = 1 << 16
+#: Texts tokenized at once (bounds the memory of the token id lists of a huge call).
+TEXTS_PER_BLOCK = 8192
 
 
 class TokenMeans:
@@ -68,9 +70,15 @@ class TokenMeans:
         return flat, counts
 
     def __call__(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
-        """Float32 ``(len(texts), dim)``: each text's mean token row."""
-        flat, counts = self.token_ids(texts, max_tokens)
-        return mean_rows(self.rows, flat, counts)
+        """Float32 ``(len(texts), dim)``: each text's mean token row, a block of texts at a
+        time."""
+        out = np.empty((len(texts), self.rows.shape[1]), dtype=np.float32)
+        for first in range(0, len(texts), TEXTS_PER_BLOCK):
+            block = texts[first : first + TEXTS_PER_BLOCK]
+            out[first : first + len(block)] = mean_rows(
+                self.rows, *self.token_ids(block, max_tokens)
+            )
+        return out
 
 
 def mean_rows(rows: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
