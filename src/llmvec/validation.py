@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from typing import Any, Literal, overload
 
 
@@ -50,3 +51,13 @@ def check_text_list(texts: Any, allow_none: bool = False) -> list[str] | list[st
                 f"{allowed}"
             )
     return list(texts)
+
+
+def known_options(cls: type, options: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A copy of ``options`` for the dataclass ``cls``; keys that are not among its fields are
+    refused, by name (``what`` says what the options are)."""
+    known = {field.name for field in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; known: {sorted(known)}")
+    return dict(options)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmvec.backends.static_files import codebook_dim, locate
 from llmvec.static.codebook import check_static_output
 from llmvec.training.losses import DEFAULT_TEMPERATURE
+from llmvec.validation import known_options
 
 DEFAULT_STATIC_MODEL = "wordllama"
 #: ``similarity``: the in-batch cosine-similarity matrices matched (any teacher width);
@@ -137,11 +138,7 @@ class StaticTrainingConfig:
     @classmethod
     def from_dict(cls, options: Mapping[str, Any]) -> StaticTrainingConfig:
         """A configuration from JSON-like options; unknown ones are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown static training options {unknown}; known: {sorted(known)}")
-        values = dict(options)
+        values = known_options(cls, options, "static training options")
         if values.get("matryoshka_dims") is not None:
             values["matryoshka_dims"] = tuple(values["matryoshka_dims"])
         return cls(**values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from llmvec.encoding.pooling import POOLERS
 from llmvec.encoding.templates import resolve_instruction_format
 from llmvec.training.losses import DEFAULT_TEMPERATURE
 from llmvec.training.mntp import DEFAULT_MASK_PROBABILITY, MASK_TOKEN_CHOICES
+from llmvec.validation import known_options
 
 STAGES = ("mntp", "simcse", "contrastive")
 #: LLM2Vec's LoRA targets: every linear layer of the attention and the MLP.
@@ -186,11 +187,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
         """A configuration from JSON-like data; unknown keys are refused by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training options {unknown}; known: {sorted(known)}")
-        values = dict(data)
+        values = known_options(cls, data, "training options")
         for key in ("data", "matryoshka_dims", "lora_targets"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
@@ -211,11 +208,8 @@ class TrainingConfig:
 def _phase(data: Any) -> Phase:
     if not isinstance(data, dict):
         raise ValueError(f"a phase is an object with 'data', got {data!r}")
-    known = {f.name for f in fields(Phase)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown phase options {unknown}; known: {sorted(known)}")
-    return Phase(**{**data, "data": tuple(data.get("data", ()))})
+    values = known_options(Phase, data, "phase options")
+    return Phase(**{**values, "data": tuple(values.get("data", ()))})
 
 
 def _positive(name: str, value: Any) -> None:
