@@ -560,3 +560,25 @@ def test_lean_path_blocks_give_the_same_vectors(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(static_means, "TEXTS_PER_BLOCK", 4)
     monkeypatch.setattr(static_means, "GATHER_ROWS", 8)
     np.testing.assert_array_equal(encoder.encode(texts), whole)
+
+
+def test_llmvec_index_and_search_with_a_static_model(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A distilled static model serves the main job: index a folder, search it, and a re-run
+    finds nothing to encode."""
+    from llmvec.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for number, text in enumerate(DOCUMENTS):
+        (docs / f"note{number}.txt").write_text(text, encoding="utf-8")
+    model = ["--backend", "static", "--model", "wordllama"]
+    store = ["--store", f"faiss:{tmp_path / 'store'}"]
+    assert main(["index", str(docs), *store, *model]) == 0
+    assert "6 new" in capsys.readouterr().out
+    assert main(["search", NEAR_DUPLICATES[2], "-k", "1", "--json", *store]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert hits[0]["source"].endswith("note2.txt")
+    assert main(["index", str(docs), *store]) == 0  # the store's own recipe: static
+    assert "6 unchanged" in capsys.readouterr().out
