@@ -46,6 +46,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "contrastive": {"distill_weight": 0.0},
     "contrastive+table": {"distill_weight": 0.0, "train_table": True},
     "contrastive-lr3e-3": {"distill_weight": 0.0, "learning_rate": 3e-3},
+    "contrastive-6-epochs": {"distill_weight": 0.0, "epochs": 6.0},
     # Not distilled here: WordLlama's own table, trained on the same triplets (run it alone,
     # with its own --output).
     "wordllama+contrastive": {"model": "wordllama", "distill_weight": 0.0},
@@ -138,6 +139,12 @@ def main() -> None:
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="names of CONFIGS to try")
+    parser.add_argument(
+        "--distill-dim",
+        type=int,
+        default=256,
+        help="components of the distillation (above 256: a trained projection to 256)",
+    )
     parser.add_argument("--work", type=Path, required=True, help="folder for the models")
     parser.add_argument("--output", type=Path, default=RESULTS / "static_training.json")
     args = parser.parse_args()
@@ -145,7 +152,7 @@ def main() -> None:
     start = time.perf_counter()
     base = args.work / "distilled"
     if not base.exists():
-        distill(args.teacher, base, dim=256)
+        distill(args.teacher, base, dim=args.distill_dim)
     distill_s = time.perf_counter() - start
     texts = distillation_texts(args.work / "texts.txt", args.texts)
     shared = {
@@ -154,6 +161,7 @@ def main() -> None:
         "texts": str(texts),
         "teacher": args.teacher,
         "matryoshka_dims": (64, 128, 256),
+        "dim": 256,
         "binary": True,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
