@@ -582,3 +582,39 @@ def test_llmvec_index_and_search_with_a_static_model(
     assert hits[0]["source"].endswith("note2.txt")
     assert main(["index", str(docs), *store]) == 0  # the store's own recipe: static
     assert "6 unchanged" in capsys.readouterr().out
+
+
+def test_static_tokenizers_match_autotokenizer(
+    tiny_llama: Path, minilm: Encoder, tmp_path: Path
+) -> None:
+    """A static model's tokenizer is built from its files without AutoTokenizer (whose import
+    takes seconds): the same ids and special tokens as AutoTokenizer gives."""
+    import subprocess
+    import sys
+
+    from llmvec.backends.static_files import load_tokenizer, locate
+
+    folders = [extract(str(tiny_llama), tmp_path / "llama")]
+    wordpiece = tmp_path / "wordpiece"
+    wordpiece.mkdir()
+    table = torch.zeros(len(minilm.tokenizer), 4)
+    save_file({"embeddings": table}, str(wordpiece / "model.safetensors"))
+    minilm.tokenizer.save_pretrained(wordpiece)
+    folders.append(wordpiece)
+    texts = [*TEXTS, "coffee 🙂 [UNK] [SEP] tea", ""]
+    for folder in folders:
+        ours = load_tokenizer(locate(str(folder)))
+        reference = AutoTokenizer.from_pretrained(folder)
+        assert ours(texts)["input_ids"] == reference(texts)["input_ids"]
+        assert (
+            ours(texts, add_special_tokens=False)["input_ids"]
+            == reference(texts, add_special_tokens=False)["input_ids"]
+        )
+        for name in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
+            assert getattr(ours, f"{name}_token_id") == getattr(reference, f"{name}_token_id")
+    probe = (
+        "import sys; from llmvec import Encoder; Encoder('wordllama', backend='static'); "
+        "print('transformers.models.auto.tokenization_auto' in sys.modules)"
+    )
+    command = [sys.executable, "-c", probe]
+    assert subprocess.run(command, capture_output=True, text=True, check=True).stdout == "False\n"

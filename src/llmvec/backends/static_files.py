@@ -18,12 +18,13 @@ packaged names are listed in :data:`llmvec.models.PACKAGED_STATIC_MODELS`.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from llmvec.models import (
     PACKAGED_STATIC_MODELS,
@@ -167,11 +168,34 @@ def codebook_dim(files: StaticModelFiles) -> int:
     return int(shape[1])
 
 
+#: The special tokens a ``tokenizer_config.json`` may name.
+_SPECIAL_TOKEN_NAMES = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+
+
 def load_tokenizer(files: StaticModelFiles) -> PreTrainedTokenizerBase:
-    """The fast tokenizer of a static model."""
-    if (files.tokenizer.parent / "tokenizer_config.json").is_file():
-        tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(files.tokenizer.parent)
-        return tokenizer
-    return PreTrainedTokenizerFast(
-        tokenizer_file=str(files.tokenizer), **dict(files.special_tokens)
-    )
+    """The fast tokenizer of a static model: its ``tokenizer.json`` with the special tokens
+    named in the ``tokenizer_config.json`` beside it (or the packaged model's). Built directly,
+    not through ``AutoTokenizer``, whose import alone takes seconds: a static model needs
+    nothing but the fast tokenizer."""
+    specials = dict(files.special_tokens)
+    config_file = files.tokenizer.parent / "tokenizer_config.json"
+    if config_file.is_file():
+        try:
+            config = json.loads(config_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{str(config_file)!r} is not valid JSON: {error}") from None
+        for name in _SPECIAL_TOKEN_NAMES:
+            value = config.get(name)
+            if isinstance(value, dict):  # an AddedToken, as older transformers saved it
+                value = value.get("content")
+            if isinstance(value, str):
+                specials[name] = value
+    return PreTrainedTokenizerFast(tokenizer_file=str(files.tokenizer), **specials)
