@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from llmvec.backends.devices import resolve_device, resolve_dtype
-from llmvec.backends.static_files import load_codebook, load_tokenizer, locate
+from llmvec.backends.static_files import load_static_model
 from llmvec.backends.static_means import TokenMeans
 
 logger = logging.getLogger(__name__)
@@ -56,17 +56,8 @@ class StaticBackend:
             raise ValueError("bidirectional=True does not apply to a static model: no attention")
         if unsupported:
             raise TypeError(f"the static backend takes no arguments {sorted(unsupported)}")
-        files = locate(model)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.tokenizer = load_tokenizer(files)
-        if not self.tokenizer.is_fast:
-            raise ValueError(f"static model {model!r} needs a fast tokenizer")
-        codebook = load_codebook(files)
-        if len(self.tokenizer) > codebook.vocab_size:
-            raise ValueError(
-                f"static model {model!r}: the tokenizer has {len(self.tokenizer)} tokens but the "
-                f"codebook only {codebook.vocab_size} rows"
-            )
+        files, self.tokenizer, codebook = load_static_model(model)
         rows = codebook.rows()
         self.means = TokenMeans(self.tokenizer, rows)
         #: Each token's row with its weight folded in, for the general path.

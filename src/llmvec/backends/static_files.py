@@ -110,9 +110,13 @@ class Codebook:
         """How many token ids the codebook covers."""
         return int(len(self.mapping) if self.mapping is not None else len(self.embeddings))
 
+    def table(self) -> np.ndarray:
+        """One row per token id (a quantized vocabulary's mapping applied), unweighted."""
+        return self.embeddings if self.mapping is None else self.embeddings[self.mapping]
+
     def rows(self) -> np.ndarray:
         """One float32 row per token id, its weight folded in: what a text's tokens average."""
-        rows = self.embeddings if self.mapping is None else self.embeddings[self.mapping]
+        rows = self.table()
         if self.token_weights is not None:
             rows = rows * self.token_weights[:, None]
         return np.ascontiguousarray(rows, dtype=np.float32)
@@ -199,3 +203,16 @@ def load_tokenizer(files: StaticModelFiles) -> PreTrainedTokenizerBase:
             if isinstance(value, str):
                 specials[name] = value
     return PreTrainedTokenizerFast(tokenizer_file=str(files.tokenizer), **specials)
+
+
+def load_static_model(model: str) -> tuple[StaticModelFiles, PreTrainedTokenizerBase, Codebook]:
+    """A static model's files, fast tokenizer and codebook, checked to cover every token id."""
+    files = locate(model)
+    tokenizer = load_tokenizer(files)
+    codebook = load_codebook(files)
+    if len(tokenizer) > codebook.vocab_size:
+        raise ValueError(
+            f"static model {model!r}: the tokenizer has {len(tokenizer)} tokens but the "
+            f"codebook only {codebook.vocab_size} rows"
+        )
+    return files, tokenizer, codebook

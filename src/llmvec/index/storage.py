@@ -134,6 +134,18 @@ def _fsync_tree(root: Path) -> None:
         _fsync(Path(folder))
 
 
+def refuse_foreign_folder(path: str | os.PathLike[str], marker: str, kind: str) -> None:
+    """Refuse ``path`` as a save's target unless it is missing, an empty folder, or a folder
+    holding ``marker`` (an earlier save); ``kind`` names what such a save is."""
+    target = Path(path).expanduser()
+    if target.exists() and not (
+        target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
+    ):
+        raise FileExistsError(
+            f"{str(target)!r} exists and is not {kind} (no {marker}); refusing to overwrite it"
+        )
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str], marker: str) -> Iterator[Path]:
     """Yield a staging folder beside ``path``; on success it replaces ``path`` in one step.
@@ -144,13 +156,7 @@ def atomic_directory(path: str | os.PathLike[str], marker: str) -> Iterator[Path
     is removed and ``path`` is left as it was.
     """
     target = Path(path).expanduser().absolute()
-    if target.exists() and not (
-        target.is_dir() and ((target / marker).is_file() or not any(target.iterdir()))
-    ):
-        raise FileExistsError(
-            f"{str(target)!r} exists and is not an llmvec index (no {marker}); refusing to "
-            "overwrite it"
-        )
+    refuse_foreign_folder(target, marker, "an llmvec index")
     target.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(target):
         for leftover in staging_folders(target):

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
 from llmvec.backends.static_files import EMBEDDINGS_KEY, TOKEN_WEIGHTS_KEY, WEIGHTS_FILE
-from llmvec.index.storage import atomic_directory
+from llmvec.index.storage import atomic_directory, refuse_foreign_folder
 
 
 def principal_components(matrix: torch.Tensor, dim: int) -> torch.Tensor:
@@ -47,14 +47,7 @@ def zipf_sif_weights(vocab_size: int, coefficient: float) -> torch.Tensor:
 
 def check_static_output(path: str | Path) -> None:
     """Refuse, before any work, an output that exists and is neither empty nor a static model."""
-    target = Path(path).expanduser()
-    if target.exists() and not (
-        target.is_dir() and ((target / WEIGHTS_FILE).is_file() or not any(target.iterdir()))
-    ):
-        raise FileExistsError(
-            f"{str(target)!r} exists and is not a static model folder (no {WEIGHTS_FILE}); "
-            "refusing to overwrite it"
-        )
+    refuse_foreign_folder(path, WEIGHTS_FILE, "a static model folder")
 
 
 def write_static_model(

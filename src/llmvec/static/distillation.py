@@ -164,8 +164,7 @@ def distill(
     if sif_coefficient is not None:
         weights = torch.ones(len(encoder.tokenizer))
         weights[torch.tensor(ids)] = zipf_sif_weights(len(ids), sif_coefficient)
-    head, _, _ = token_slot(encoder)  # a recipe that cannot hold a token fails before the work
-    logger.info("distilling %d tokens of %s (%d tokens of context)", len(ids), encoder, len(head))
+    logger.info("distilling %d tokens of %s", len(ids), encoder)
     vectors = token_vectors(encoder, ids, tokens_per_batch, show_progress)
     if dim is not None:
         vectors = principal_components(vectors, dim)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase, TrainingArguments, set_seed
 
-from llmvec.backends.static_files import StaticModelFiles, load_codebook, load_tokenizer, locate
+from llmvec.backends.static_files import StaticModelFiles, load_static_model
 from llmvec.backends.static_means import TokenMeans
 from llmvec.encoder import Encoder
 from llmvec.evaluation import retrieval_metrics
@@ -259,17 +259,8 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
     """Load the model and the data, tokenize every text and compute the teacher's vectors;
     every problem is raised here, before a step and before anything is written."""
     set_seed(config.seed)
-    files = locate(config.model)
-    codebook = load_codebook(files)
-    tokenizer = load_tokenizer(files)
-    if len(tokenizer) > codebook.vocab_size:
-        raise ValueError(
-            f"static model {config.model!r}: the tokenizer has {len(tokenizer)} tokens but the "
-            f"codebook only {codebook.vocab_size} rows"
-        )
-    table = (
-        codebook.embeddings if codebook.mapping is None else codebook.embeddings[codebook.mapping]
-    )
+    files, tokenizer, codebook = load_static_model(config.model)
+    table = codebook.table()
     means = TokenMeans(tokenizer, table)
     pair_rows = dev_rows = None
     if config.data is not None:

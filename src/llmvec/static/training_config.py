@@ -10,13 +10,11 @@ from typing import Any
 
 from llmvec.backends.static_files import codebook_dim, locate
 from llmvec.static.codebook import check_static_output
+from llmvec.static.embedder import DISTILLATION_LOSSES
 from llmvec.training.losses import DEFAULT_TEMPERATURE
 from llmvec.validation import known_options
 
 DEFAULT_STATIC_MODEL = "wordllama"
-#: ``similarity``: the in-batch cosine-similarity matrices matched (any teacher width);
-#: ``vectors``: each text's teacher vector, PCA'd to the student's width (tokenlearn).
-DISTILLATION_LOSS_NAMES = ("similarity", "vectors")
 
 
 @dataclass(frozen=True)
@@ -70,10 +68,9 @@ class StaticTrainingConfig:
                 raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.teacher is not None and (not isinstance(self.teacher, str) or not self.teacher):
             raise ValueError(f"teacher must be a model name or folder, got {self.teacher!r}")
-        if self.distill_loss not in DISTILLATION_LOSS_NAMES:
+        if self.distill_loss not in DISTILLATION_LOSSES:
             raise ValueError(
-                f"unknown distill_loss {self.distill_loss!r}; allowed: "
-                f"{list(DISTILLATION_LOSS_NAMES)}"
+                f"unknown distill_loss {self.distill_loss!r}; allowed: {list(DISTILLATION_LOSSES)}"
             )
         self._check_numbers()
         self._check_terms()
