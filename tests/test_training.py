@@ -123,6 +123,32 @@ def test_query_instruction_is_kept_out_of_pooling_in_training(
     assert row_cosines(trained.numpy(), inference).min() > 0.9999
 
 
+def test_a_row_instruction_replaces_the_runs_for_its_query(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    default, own = "Retrieve passages about the topic", "Given a question, retrieve answers"
+    run = prepare(_config(tiny_llama, triplets, tmp_path / "out", query_instruction=default))
+    rows = [
+        {"query": "what about cats?", "positive": "cats", "negative": "", "instruction": own},
+        {"query": "what about dogs?", "positive": "dogs", "negative": "", "instruction": ""},
+        {"query": "what about rain?", "positive": "rain", "negative": "", "instruction": own},
+    ]
+    queries = run.trainer.data_collator(rows)["queries"]
+    for row, query in zip(rows, queries, strict=True):
+        instruction = row["instruction"] or default
+        assert query == run.encoder.tokenize([row["query"]], instruction=instruction)[0]
+
+
+def test_a_retrieval_dev_split_needs_one_instruction(tiny_llama: Path, tmp_path: Path) -> None:
+    data = tmp_path / "tasks.jsonl"
+    rows = [
+        {"query": f"q{i}", "positive": f"p{i}", "instruction": f"task {i % 2}"} for i in range(20)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(ValueError, match="carry 2 query instructions; score with eval_sts"):
+        prepare(_config(tiny_llama, data, tmp_path / "out", eval_fraction=0.5))
+
+
 def test_grad_cached_run_equals_the_plain_run(
     tiny_llama: Path, triplets: Path, tmp_path: Path
 ) -> None:

@@ -180,11 +180,12 @@ def test_json_triplets_with_and_without_a_negative(tmp_path: Path) -> None:
         {"query": "q4", "positive": "p4", "negative": ""},
     )
     triplets = load_triplets(path)
-    assert triplets.column_names == ["query", "positive", "negative"]
+    assert triplets.column_names == ["query", "positive", "negative", "instruction"]
     assert triplets.to_dict() == {
         "query": ["q1", "q2", "q3", "q4"],
         "positive": ["p1", "p2", "p3", "p4"],
         "negative": ["n1", "", "", ""],
+        "instruction": ["", "", "", ""],
     }
     message = _error(lambda p: load_triplets(p, require_negative=True), path, 2)
     assert 'missing column "negative" (the row has: query, positive)' in message
@@ -221,6 +222,7 @@ def test_wikiqa_layout_expands_positives_and_cycles_negatives(tmp_path: Path) ->
         "query": ["a", "a", "a", "b", "c", "c"],
         "positive": ["a1", "a2", "a3", "b1", "c1", "c2"],
         "negative": ["x", "y", "x", "", "", ""],
+        "instruction": [""] * 6,
     }
     message = _error(lambda p: load_triplets(p, require_negative=True), path, 2)
     assert '"neg" is an empty list' in message
@@ -242,12 +244,30 @@ def test_bad_wikiqa_rows(tmp_path: Path, row: dict[str, object], expected: str) 
     assert expected in _error(load_triplets, path, 2)
 
 
+def test_rows_may_carry_their_own_instruction(tmp_path: Path) -> None:
+    task = "Given a claim, retrieve abstracts"
+    plain = _jsonl(
+        tmp_path / "t.jsonl",
+        {"query": "q1", "positive": "p1", "instruction": task},
+        {"query": "q2", "positive": "p2"},
+        {"query": "q3", "positive": "p3", "instruction": None},
+    )
+    assert load_triplets(plain)["instruction"] == [task, "", ""]
+    wikiqa = _jsonl(tmp_path / "w.jsonl", {"query": "a", "pos": ["a1", "a2"], "instruction": task})
+    assert load_triplets(wikiqa)["instruction"] == [task, task]
+    delimited = _write(tmp_path / "t.csv", f'query,positive,instruction\nq,p,"{task}"\nr,s,\n')
+    assert load_triplets(delimited)["instruction"] == [task, ""]
+    bad = _jsonl(tmp_path / "bad.jsonl", {"query": "q", "positive": "p", "instruction": 3})
+    assert '"instruction" must be a string, got a number (3)' in _error(load_triplets, bad, 1)
+
+
 def test_simcse_csv_with_and_without_hard_negatives(tmp_path: Path) -> None:
     path = _write(tmp_path / "s.csv", 'sent0,sent1,hard_neg\n"a, b",c,d\ne,f,\n')
     assert load_triplets(path).to_dict() == {
         "query": ["a, b", "e"],
         "positive": ["c", "f"],
         "negative": ["d", ""],
+        "instruction": ["", ""],
     }
     message = _error(lambda p: load_triplets(p, require_negative=True), path, 3)
     assert '"hard_neg" is empty or only whitespace' in message
@@ -261,7 +281,8 @@ def test_simcse_csv_with_and_without_hard_negatives(tmp_path: Path) -> None:
 def test_query_positive_negative_headers(tmp_path: Path, suffix: str, sep: str) -> None:
     rows = ["negative", "positive", "query"], ["n", "p", "q"]
     path = _write(tmp_path / f"t{suffix}", "".join(sep.join(row) + "\n" for row in rows))
-    assert load_triplets(path).to_dict() == {"query": ["q"], "positive": ["p"], "negative": ["n"]}
+    expected = {"query": ["q"], "positive": ["p"], "negative": ["n"], "instruction": [""]}
+    assert load_triplets(path).to_dict() == expected
     bad = _write(tmp_path / f"bad{suffix}", f"query{sep}positive\nq{sep}p\n{sep}p2\n")
     assert '"query" is empty or only whitespace' in _error(load_triplets, bad, 3)
 
@@ -286,6 +307,7 @@ def test_shared_snli_triplets() -> None:
         "query": "Two women are embracing while holding to go packages.",
         "positive": "Two woman are holding packages.",
         "negative": "The men are fighting outside a deli.",
+        "instruction": "",
     }
 
 

@@ -228,6 +228,7 @@ def test_mine_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["index", str(folder), "--store", store, *model]) == 0
     pairs = tmp_path / "pairs.jsonl"
     lines = [{"query": p[0], "positive": p[1]} for p in PAIRS]
+    lines[1]["instruction"] = "Given a question, retrieve the passage"
     lines.append({"query": PAIRS[0][0], "positive": PAIRS[0][1], "negative": "a repeated pair"})
     pairs.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     capsys.readouterr()
@@ -243,6 +244,10 @@ def test_mine_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[s
         # The file carries no ids: the positives are excluded by text.
         negative = row["negative"]
         assert negative in CORPUS and negative not in _positives(row["query"], by_id=False)
+        # A row's own instruction travels with its query.
+        assert row["instruction"] == (
+            lines[1]["instruction"] if row["query"] == PAIRS[1][0] else ""
+        )
     # A margin no document meets: nothing written, every query reported.
     assert main([*argv, "--margin", "2"]) == 0
     out, err = capsys.readouterr()

@@ -973,6 +973,11 @@ def run_mine(args: argparse.Namespace) -> int:
         triplets, report = mine_hard_negatives(index, pairs, options)
     finally:
         index.close()
+    # A row's own instruction stays with its query in the triplets.
+    instructions = {q: i for q, i in zip(rows["query"], rows["instruction"], strict=True) if i}
+    for triplet in triplets:
+        if triplet["query"] in instructions:
+            triplet["instruction"] = instructions[triplet["query"]]
     write_triplets(triplets, args.output)
     print(f"wrote {report.rows_written} triplets for {report.queries} queries to {args.output}")
     if report.queries_without_negative:

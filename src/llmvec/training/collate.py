@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from llmvec.backends.base import TokenizedText
 from llmvec.encoder import Encoder
 from llmvec.encoding.batching import pad_batch
 from llmvec.training.mntp import mask_batch, mask_token_id
@@ -15,7 +16,9 @@ from llmvec.training.mntp import mask_batch, mask_token_id
 
 class ContrastiveCollator:
     """Triplet rows (``query``, ``positive``, ``negative``) or sentences (``text``: SimCSE, the
-    sentence is its own positive under another dropout mask) to token inputs."""
+    sentence is its own positive under another dropout mask) to token inputs. A query gets its
+    row's ``instruction`` when it has one (several tasks in one run, as e5-mistral and NV-Embed
+    train), the run's ``query_instruction`` otherwise."""
 
     def __init__(self, encoder: Encoder, query_instruction: str | None) -> None:
         self.encoder = encoder
@@ -28,12 +31,21 @@ class ContrastiveCollator:
         # Every row of a training set has a negative, or none has (checked when it loads).
         negatives = [row["negative"] for row in rows] if rows[0].get("negative") else []
         return {
-            "queries": self.encoder.tokenize(
-                [row["query"] for row in rows], instruction=self.query_instruction
-            ),
+            "queries": self._queries(rows),
             "positives": self.encoder.tokenize([row["positive"] for row in rows]),
             "negatives": self.encoder.tokenize(negatives) if negatives else [],
         }
+
+    def _queries(self, rows: list[dict[str, Any]]) -> list[TokenizedText]:
+        """The queries tokenized with their instructions, in row order."""
+        instructions = [row.get("instruction") or self.query_instruction for row in rows]
+        by_position: dict[int, TokenizedText] = {}
+        for instruction in dict.fromkeys(instructions):
+            positions = [i for i, given in enumerate(instructions) if given == instruction]
+            texts = [rows[i]["query"] for i in positions]
+            tokenized = self.encoder.tokenize(texts, instruction=instruction)
+            by_position.update(zip(positions, tokenized, strict=True))
+        return [by_position[i] for i in range(len(rows))]
 
 
 class MaskingCollator:

@@ -25,7 +25,7 @@ _TEXT_SUFFIXES = (*_JSON_LINES, ".txt", ".txt.gz", *_DELIMITED)
 _TRIPLET_SUFFIXES = (".jsonl", *_DELIMITED)
 # CSV layouts of triplets: the header's names for the query, the positive and the negative.
 _CSV_TRIPLETS = (("sent0", "sent1", "hard_neg"), ("query", "positive", "negative"))
-_TRIPLET_COLUMNS = ("query", "positive", "negative")
+_TRIPLET_COLUMNS = ("query", "positive", "negative", "instruction")
 
 _Row = tuple[int, Mapping[str, object]]  # a row and the line it starts on
 
@@ -59,12 +59,14 @@ def load_triplets(
     path: str | os.PathLike[str], *, require_negative: bool = False
 ) -> datasets.Dataset:
     """Columns "query", "positive", "negative" (negative "" when a row has none, unless
-    require_negative, in which case a row without one is an error). Accepts:
+    require_negative, in which case a row without one is an error) and "instruction" (the task
+    put before this row's query, "" for the run's own). Accepts:
     .jsonl with {"query","positive","negative"} (negative optional, "" or null meaning none);
     .jsonl with {"query","pos":[...],"neg":[...]} (WikiQA layout: one row per positive, the
     negatives cycling over the neg list); .csv/.tsv with the header sent0,sent1[,hard_neg]
-    (SimCSE) or query,positive[,negative] (an empty negative cell meaning none). The layout of a
-    .jsonl file is that of its first row."""
+    (SimCSE) or query,positive[,negative] (an empty negative cell meaning none). Any layout may
+    add an optional "instruction" field or column. The layout of a .jsonl file is that of its
+    first row."""
     file, suffix = _check_path(path, _TRIPLET_SUFFIXES)
     columns: dict[str, list[str]] = {name: [] for name in _TRIPLET_COLUMNS}
     if suffix in _DELIMITED:
@@ -76,12 +78,14 @@ def load_triplets(
             columns["negative"].append(
                 "" if negative is None else _take(file, line, row, negative, require_negative)
             )
+            columns["instruction"].append(_take(file, line, row, "instruction", False))
     else:
         wikiqa: bool | None = None  # the layout, set by the first row
         for line, row in _json_rows(file, suffix):
             if wikiqa is None:
                 wikiqa = "pos" in row and "positive" not in row
             query = _take(file, line, row, "query")
+            instruction = _take(file, line, row, "instruction", False)
             if wikiqa:
                 negatives = _take_list(file, line, row, "neg", require_negative)
                 for index, positive in enumerate(_take_list(file, line, row, "pos", True)):
@@ -90,10 +94,12 @@ def load_triplets(
                     columns["negative"].append(
                         negatives[index % len(negatives)] if negatives else ""
                     )
+                    columns["instruction"].append(instruction)
             else:
                 columns["query"].append(query)
                 columns["positive"].append(_take(file, line, row, "positive"))
                 columns["negative"].append(_take(file, line, row, "negative", require_negative))
+                columns["instruction"].append(instruction)
     if not columns["query"]:
         raise _error(file, "has no rows")
     string = datasets.Value("string")

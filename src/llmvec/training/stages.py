@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,23 +54,30 @@ def train(config: TrainingConfig) -> Path:
     return Path(config.output)
 
 
-def train_mntp(model: str, data: str, output: str, **options: Any) -> Path:
-    """LLM2Vec's masked next-token prediction (bidirectional, LoRA) on a text file."""
-    return train(TrainingConfig(stage="mntp", model=model, data=(data,), output=output, **options))
+DataFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-def train_simcse(model: str, data: str, output: str, **options: Any) -> Path:
-    """Unsupervised SimCSE on a text file: each sentence against itself under dropout."""
-    return train(
-        TrainingConfig(stage="simcse", model=model, data=(data,), output=output, **options)
-    )
+def train_mntp(model: str, data: DataFiles, output: str, **options: Any) -> Path:
+    """LLM2Vec's masked next-token prediction (bidirectional, LoRA) on text files."""
+    return _train_stage("mntp", model, data, output, options)
 
 
-def train_contrastive(model: str, data: str, output: str, **options: Any) -> Path:
-    """Supervised InfoNCE on (query, positive[, negative]) rows."""
-    return train(
-        TrainingConfig(stage="contrastive", model=model, data=(data,), output=output, **options)
-    )
+def train_simcse(model: str, data: DataFiles, output: str, **options: Any) -> Path:
+    """Unsupervised SimCSE on text files: each sentence against itself under dropout."""
+    return _train_stage("simcse", model, data, output, options)
+
+
+def train_contrastive(model: str, data: DataFiles, output: str, **options: Any) -> Path:
+    """Supervised InfoNCE on (query, positive[, negative]) rows of one or more files."""
+    return _train_stage("contrastive", model, data, output, options)
+
+
+def _train_stage(
+    stage: str, model: str, data: DataFiles, output: str, options: dict[str, Any]
+) -> Path:
+    files = (data,) if isinstance(data, str | os.PathLike) else tuple(data)
+    paths = tuple(os.fspath(path) for path in files)
+    return train(TrainingConfig(stage=stage, model=model, data=paths, output=output, **options))
 
 
 def _check_output(config: TrainingConfig) -> Path:
@@ -107,6 +115,17 @@ def _load_rows(config: TrainingConfig) -> tuple[datasets.Dataset, dict[str, int]
     rows = rows.add_column("length", [len(text) for text in texts])
     counts = {path: len(table) for path, table in zip(config.data, loaded, strict=True)}
     return rows, counts
+
+
+def _dev_instruction(rows: datasets.Dataset, default: str | None) -> str | None:
+    """The query instruction of a retrieval dev split, which scores one task."""
+    given = {instruction or default for instruction in rows["instruction"]}
+    if len(given) > 1:
+        raise ValueError(
+            f"the retrieval dev split (eval_fraction) scores one task, but its rows carry "
+            f"{len(given)} query instructions; score with eval_sts, or train one task per run"
+        )
+    return given.pop()
 
 
 def _arguments(config: TrainingConfig, output: Path, evaluate: bool) -> TrainingArguments:
@@ -200,8 +219,10 @@ def prepare(config: TrainingConfig) -> Run:
     output = _check_output(config)
     rows, counts = _load_rows(config)
     dev_rows = None
+    dev_instruction = config.query_instruction
     if config.eval_fraction and config.stage == "contrastive":
         rows, dev_rows = dev_split(rows, config.eval_fraction, config.seed)
+        dev_instruction = _dev_instruction(dev_rows, config.query_instruction)
     evaluate = config.eval_sts is not None or dev_rows is not None
     if config.cache_chunk_size is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Each chunk's backward would all-reduce on its own; the sums would not be the loss's.
@@ -256,7 +277,7 @@ def prepare(config: TrainingConfig) -> Run:
     if config.eval_sts is not None:
         dev_score = sts_dev(encoder, config.eval_sts)
     elif dev_rows is not None:
-        dev_score = retrieval_dev(encoder, dev_rows, config.query_instruction)
+        dev_score = retrieval_dev(encoder, dev_rows, dev_instruction)
     trainer = EmbeddingTrainer(
         model=model,
         args=args,
