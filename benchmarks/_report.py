@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LLMVEC_DATA", ROOT.parent / "shared" / "data"))
 STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
 RESULTS = ROOT / "benchmarks" / "results"
+SCIFACT_TRAIN_QRELS = DATA / "train" / "scifact_qrels_train.tsv"
+#: SciFact's dev split: a seeded sample of its train queries (none is a test query). Hybrid
+#: weights are chosen on it, so the training recipes hold it out.
+SCIFACT_DEV_QUERIES = 300
+SCIFACT_DEV_SEED = 0
 
 
 def source_revision() -> str:
@@ -47,6 +52,16 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "load_average_1_5_15_min": os.getloadavg(),
     }
+
+
+def scifact_dev_query_ids() -> list[str]:
+    """The ids of SciFact's dev queries, sorted."""
+    import random
+
+    from llmvec.evaluation import load_qrels
+
+    train = sorted(load_qrels(SCIFACT_TRAIN_QRELS))
+    return sorted(random.Random(SCIFACT_DEV_SEED).sample(train, SCIFACT_DEV_QUERIES))
 
 
 def sts_sentences(count: int) -> list[str]:

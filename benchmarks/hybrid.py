@@ -18,6 +18,7 @@ llmvec's order. Results merge into benchmarks/results/hybrid.json. Data is read 
 
     nice python benchmarks/hybrid.py                       # both models
     nice python benchmarks/hybrid.py --models all-minilm-l6-v2
+    nice python benchmarks/hybrid.py --models --trained FOLDER --query-instruction "..."
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,7 +37,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import torch
-from _report import DATA, RESULTS, machine, versions, write_report
+from _report import (
+    DATA,
+    RESULTS,
+    SCIFACT_DEV_SEED,
+    SCIFACT_TRAIN_QRELS,
+    machine,
+    scifact_dev_query_ids,
+    versions,
+    write_report,
+)
 
 from llmvec import Encoder, FaissIndex, Hit, QdrantIndex
 from llmvec.evaluation import RetrievalData, encode_corpus, load_beir, load_qrels, retrieval_metrics
@@ -46,12 +55,9 @@ from llmvec.index.fusion import candidates, reciprocal_rank_fusion
 from llmvec.spec import EmbeddingSpec
 
 SCIFACT = DATA / "scifact"
-TRAIN_QRELS = DATA / "train" / "scifact_qrels_train.tsv"
 OUTPUT = RESULTS / "hybrid.json"
 K = 10
 RRF_K = 60
-DEV_QUERIES = 300
-DEV_SEED = 0
 #: name -> (packaged model, Encoder arguments)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "all-minilm-l6-v2": ("all-minilm-l6-v2", {"pooling": "mean", "max_length": 256}),
@@ -94,13 +100,13 @@ class PrecomputedQueries:
 
 def dev_data(test: RetrievalData) -> RetrievalData:
     """The dev split: a seeded sample of SciFact's train queries (none is a test query)."""
-    qrels = load_qrels(TRAIN_QRELS)
+    qrels = load_qrels(SCIFACT_TRAIN_QRELS)
     texts = {}
     with open(SCIFACT / "queries.jsonl", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             texts[str(row["_id"])] = str(row["text"])
-    chosen = sorted(random.Random(DEV_SEED).sample(sorted(qrels), DEV_QUERIES))
+    chosen = scifact_dev_query_ids()
     assert not set(chosen) & set(test.queries), "a dev query is a test query"
     return RetrievalData(
         corpus=test.corpus,
@@ -220,7 +226,11 @@ def run_model(name: str, report: dict[str, Any], test: RetrievalData, dev: Retri
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="*", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument(
+        "--trained", type=Path, help="also a trained folder (llmvec train), as 'trained:NAME'"
+    )
+    parser.add_argument("--query-instruction", help="the trained folder's query instruction")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -229,14 +239,19 @@ def main() -> None:
     report: dict[str, Any] = {"benchmark": "hybrid", "models": {}}
     if OUTPUT.is_file():
         report["models"].update(json.loads(OUTPUT.read_text()).get("models", {}))
-    for name in args.models:
+    names = list(args.models)
+    if args.trained is not None:
+        name = f"trained:{args.trained.name}"
+        MODELS[name] = (str(args.trained), {"query_instruction": args.query_instruction})
+        names.append(name)
+    for name in names:
         run_model(name, report, test, dev)
         report.update(
             data={
                 "corpus": f"SciFact, {len(test.corpus)} documents (../shared/data/scifact)",
                 "test": f"{len(test.queries)} BEIR test queries (qrels/test.tsv)",
                 "dev": f"{len(dev.queries)} of SciFact's train queries, random.Random"
-                f"({DEV_SEED}).sample (../shared/data/train/scifact_qrels_train.tsv)",
+                f"({SCIFACT_DEV_SEED}).sample (../shared/data/train/scifact_qrels_train.tsv)",
             },
             search={
                 "k": K,
