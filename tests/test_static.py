@@ -189,8 +189,11 @@ def test_lean_path_truncates_and_handles_empty_texts(tiny_llama: Path, tmp_path:
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     long_text = " ".join(TEXTS * 3)
     huge_text = "guitar " * 50_000  # far past the window the lean path tokenizes
-    vectors = encoder.encode(["", long_text, huge_text, "   "])
+    texts = ["", long_text, huge_text, "   "]
+    vectors = encoder.encode(texts)
     assert not vectors[0].any()
+    # A server's path (tokenized once, then encode_inputs) gives the same vectors.
+    np.testing.assert_array_equal(encoder.encode_inputs(encoder.tokenize(texts)), vectors)
     for row, text in ((1, long_text), (2, huge_text)):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"][:8]
         np.testing.assert_allclose(vectors[row], matrix[ids].mean(axis=0), atol=1e-6)
@@ -216,6 +219,10 @@ def test_lean_path_leaves_out_the_unknown_token(minilm: Encoder, tmp_path: Path)
     assert tokenizer.unk_token_id in ids
     known = [i for i in ids if i != tokenizer.unk_token_id]
     np.testing.assert_allclose(encoder.encode(text)[0], table[known].mean(axis=0), atol=1e-6)
+    # So does a server's path, an instruction's tokens never pooled.
+    task = "Represent the text"
+    served = encoder.encode_inputs(encoder.tokenize([text, ""], instruction=task), instruction=task)
+    np.testing.assert_array_equal(served, encoder.encode([text, ""]))
 
 
 def _model2vec_tokenizer(tiny_llama: Path) -> object:

@@ -377,6 +377,12 @@ class Encoder:
         prefix = instruction_prefix(instruction, self.instruction_format)
         normalize = self.normalize if normalize is None else normalize
         with self._lock:
+            lean = self._text_means(recipe)
+            if lean is not None:
+                # The pooled ids only, as encode's lean path pools them.
+                pooled = [[] if item.no_text else item.ids[item.pool_start :] for item in inputs]
+                array = self._finish_array(lean.mean_vectors_of_ids(pooled))
+                return normalize_rows(array) if normalize else array
             vectors = self._encode(list(inputs), recipe, prefix, self.batch_size, normalize, False)
         return vectors.numpy()
 

@@ -15,11 +15,13 @@ from transformers import PreTrainedTokenizerBase
 @dataclass(frozen=True)
 class TokenizedText:
     """Token ids of one input (built by :class:`~llmvec.encoding.inputs.InputBuilder`), the
-    first index that pooling may read, and whether the text was cut to fit ``max_length``."""
+    first index that pooling may read, whether the text was cut to fit ``max_length``, and
+    whether the text gave no tokens (what is pooled then stands in for it)."""
 
     ids: list[int]
     pool_start: int
     truncated: bool = False
+    no_text: bool = False
 
 
 @runtime_checkable
@@ -106,6 +108,11 @@ class TextMeanBackend(Backend, Protocol):
     def mean_vectors(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
         """Float32 ``(len(texts), hidden_size)``: each text's mean token row, over at most
         ``max_tokens`` tokens."""
+        ...
+
+    def mean_vectors_of_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Float32 ``(len(ids), hidden_size)``: the mean token row of each list of pooled ids
+        (what :meth:`mean_vectors` gives for the texts they were tokenized from)."""
         ...
 
 

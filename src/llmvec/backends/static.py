@@ -71,6 +71,11 @@ class StaticBackend:
         ``max_tokens`` tokens, no special tokens, the unknown token left out)."""
         return self.means(texts, max_tokens)
 
+    def mean_vectors_of_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Float32 ``(len(ids), hidden_size)``: the mean row of each list of pooled ids (the
+        unknown token left out, an empty list giving a zero vector)."""
+        return self.means.of_ids(ids)
+
     def hidden_states(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
     ) -> torch.Tensor:

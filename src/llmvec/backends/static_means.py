@@ -58,16 +58,9 @@ class TokenMeans:
             )
             for row, encoding in zip(short, whole, strict=True):
                 ids[row] = encoding.ids
-        ids = [row if len(row) <= max_tokens else row[:max_tokens] for row in ids]
-        counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(counts.sum()))
-        if self._unknown is not None:
-            known = flat != self._unknown
-            if not known.all():
-                owner = np.repeat(np.arange(len(ids)), counts)
-                counts = np.bincount(owner[known], minlength=len(ids)).astype(np.int64)
-                flat = flat[known]
-        return flat, counts
+        return self._pooled_ids(
+            [row if len(row) <= max_tokens else row[:max_tokens] for row in ids]
+        )
 
     def __call__(self, texts: Sequence[str], max_tokens: int) -> np.ndarray:
         """Float32 ``(len(texts), dim)``: each text's mean token row, a block of texts at a
@@ -79,6 +72,23 @@ class TokenMeans:
                 self.rows, *self.token_ids(block, max_tokens)
             )
         return out
+
+    def of_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Float32 ``(len(ids), dim)``: the mean row of each list of token ids (already
+        tokenized and cut), the unknown token left out as for texts."""
+        return mean_rows(self.rows, *self._pooled_ids(ids))
+
+    def _pooled_ids(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids concatenated without the unknown token, and how many each list keeps."""
+        counts = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(counts.sum()))
+        if self._unknown is not None:
+            known = flat != self._unknown
+            if not known.all():
+                owner = np.repeat(np.arange(len(ids)), counts)
+                counts = np.bincount(owner[known], minlength=len(ids)).astype(np.int64)
+                flat = flat[known]
+        return flat, counts
 
 
 def mean_rows(rows: np.ndarray, flat: np.ndarray, counts: np.ndarray) -> np.ndarray:

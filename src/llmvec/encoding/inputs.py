@@ -170,7 +170,10 @@ class InputBuilder:
                 body = [self.pad_token_id if self.eos_token_id is None else self.eos_token_id]
             skipped = len(self.prefix_ids) if not self.pool_prefix_specials or prefix else 0
             pool_from = min(skipped + pool_start, len(body) - 1)
-            results.append(TokenizedText(body, pool_from, truncated=row in truncated))
+            no_text = len(text_ids) <= pool_start and not template.prefix + template.suffix
+            results.append(
+                TokenizedText(body, pool_from, truncated=row in truncated, no_text=no_text)
+            )
         return results
 
     def head_ids(self, prefix: str, template: Wrapper) -> list[int]:
