@@ -17,6 +17,7 @@ from llmvec.testing import row_cosines
 from llmvec.trained_folder import MANIFEST
 from llmvec.training.config import Phase, TrainingConfig
 from llmvec.training.data import TrainingDataError
+from llmvec.training.model import group_by_shared_head
 from llmvec.training.stages import CHECKPOINTS, prepare, train
 
 TOPICS = ["cats", "dogs", "rivers", "stars", "music", "bread", "trains", "rain"]
@@ -137,6 +138,26 @@ def test_a_row_instruction_replaces_the_runs_for_its_query(
     for row, query in zip(rows, queries, strict=True):
         instruction = row["instruction"] or default
         assert query == run.encoder.tokenize([row["query"]], instruction=instruction)[0]
+
+
+def test_rows_are_grouped_by_their_head_and_pool_as_alone(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    run = prepare(_config(tiny_llama, triplets, tmp_path / "out", template="ke"))
+    encoder = run.encoder
+    asked = encoder.tokenize(["what about cats?", "and dogs?"], instruction="Find passages")
+    other = encoder.tokenize(["rivers?"], instruction="Answer the question")
+    documents = encoder.tokenize(["a passage on cats", "a passage on dogs", "rain falls"])
+    rows = [asked[0], documents[0], other[0], documents[1], asked[1], documents[2]]
+    # Each head's rows share their instruction and the template's preamble...
+    assert sorted(map(sorted, group_by_shared_head(rows, overhead=0.0))) == [[0, 4], [1, 3, 5], [2]]
+    # ...unless a pass costs more than the sharing saves.
+    assert group_by_shared_head(rows, overhead=1e9) == [[0, 1, 2, 3, 4, 5]]
+    run.model.eval()
+    with torch.no_grad():
+        together = run.model.embed(rows)
+        alone = torch.cat([encoder.pool([row]) for row in rows])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_a_retrieval_dev_split_needs_one_instruction(tiny_llama: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from llmvec.backends.base import TokenizedText
 from llmvec.backends.transformers import TransformersBackend
 from llmvec.encoder import Encoder
 from llmvec.encoding.batching import batch_overhead_tokens, plan_batches
+from llmvec.encoding.prefix_cache import common_prefix
 from llmvec.training.config import DEFAULT_LORA_TARGETS, TrainingConfig
 from llmvec.training.grad_cache import cached_loss
 from llmvec.training.losses import ContrastiveLoss, split_documents
@@ -95,6 +96,23 @@ def set_attention_dropout(model: nn.Module, probability: float) -> None:
         raise ValueError(f"{type(model).__name__} has no attention dropout to set")
 
 
+def group_by_shared_head(inputs: Sequence[TokenizedText], overhead: float) -> list[list[int]]:
+    """Positions of ``inputs`` by unpooled head (BOS and instruction), where running a head's
+    common prefix once saves more tokens than a pass of its own costs; the others together."""
+    heads: dict[tuple[int, ...], list[int]] = {}
+    for position, item in enumerate(inputs):
+        heads.setdefault(tuple(item.ids[: item.pool_start]), []).append(position)
+    classes: list[list[int]] = []
+    rest: list[int] = []
+    for members in heads.values():
+        saved = (len(members) - 1) * len(common_prefix([inputs[i] for i in members]))
+        if len(heads) == 1 or saved >= overhead:
+            classes.append(members)
+        else:
+            rest.extend(members)
+    return [*classes, sorted(rest)] if rest else classes
+
+
 class EmbeddingModel(nn.Module):
     """The encoder's trainable network and the stage's loss.
 
@@ -127,13 +145,19 @@ class EmbeddingModel(nn.Module):
 
     def embed(self, inputs: Sequence[TokenizedText]) -> torch.Tensor:
         """Pooled states of ``inputs``, with gradients: inference's own batch step, run on
-        length-sorted groups where splitting saves more padding than a pass costs (queries,
-        positives and negatives differ in length), the prefix every row of a group starts with
-        (a template's preamble, an instruction) run once for the group."""
+        groups of rows with the same unpooled head (BOS and instruction), split by length where
+        that saves more padding than a pass costs (queries, positives and negatives differ in
+        length); the prefix every row of a group starts with (its instruction, a template's
+        preamble) runs once for the group."""
         device = transformers_backend(self.encoder).device
-        lengths = [len(item.ids) for item in inputs]
         overhead = TRAINING_PASS_COST * batch_overhead_tokens(device)
-        groups = plan_batches(lengths, len(inputs), None, overhead)
+        groups = [
+            [members[i] for i in group]
+            for members in group_by_shared_head(inputs, overhead)
+            for group in plan_batches(
+                [len(inputs[i].ids) for i in members], len(members), None, overhead
+            )
+        ]
         if len(groups) == 1:
             return self.encoder.pool(inputs, share_prefix=True)
         pooled = torch.cat(
