@@ -168,6 +168,11 @@ def test_a_retrieval_dev_split_needs_one_instruction(tiny_llama: Path, tmp_path:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(ValueError, match="carry 2 query instructions; score with eval_sts"):
         prepare(_config(tiny_llama, data, tmp_path / "out", eval_fraction=0.5))
+    # Scored on an STS file instead, the split is fine.
+    sts = tmp_path / "sts.csv"
+    sts.write_text("".join(f"g\tf\t2012\t{i}\t{i}.0\tcats {i}\tdogs {i}\n" for i in range(5)))
+    config = _config(tiny_llama, data, tmp_path / "sts-out", eval_fraction=0.5, eval_sts=str(sts))
+    assert prepare(config).dev_score is not None
 
 
 def test_grad_cached_run_equals_the_plain_run(

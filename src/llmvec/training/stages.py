@@ -222,7 +222,8 @@ def prepare(config: TrainingConfig) -> Run:
     dev_instruction = config.query_instruction
     if config.eval_fraction and config.stage == "contrastive":
         rows, dev_rows = dev_split(rows, config.eval_fraction, config.seed)
-        dev_instruction = _dev_instruction(dev_rows, config.query_instruction)
+        if config.eval_sts is None:  # the split is scored by retrieval only without eval_sts
+            dev_instruction = _dev_instruction(dev_rows, config.query_instruction)
     evaluate = config.eval_sts is not None or dev_rows is not None
     if config.cache_chunk_size is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # Each chunk's backward would all-reduce on its own; the sums would not be the loss's.
