@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The shared evaluation data (``$LLMVEC_DATA`` where it lies elsewhere, e.g. on a GPU machine).
 DATA = Path(os.environ.get("LLMVEC_DATA", ROOT.parent / "shared" / "data"))
 STS_TEST = DATA / "stsbenchmark" / "sts-test.csv"
+STS_TRAIN = DATA / "stsbenchmark" / "sts-train.csv"
 RESULTS = ROOT / "benchmarks" / "results"
 SCIFACT_TRAIN_QRELS = DATA / "train" / "scifact_qrels_train.tsv"
 #: SciFact's dev split: a seeded sample of its train queries (none is a test query). Hybrid
@@ -72,6 +73,22 @@ def sts_sentences(count: int) -> list[str]:
     if len(unique) < count:
         raise SystemExit(f"{STS_TEST} has only {len(unique)} distinct sentence1 values")
     return unique[:count]
+
+
+def sts_train_triplets(min_score: float, seed: int = 0) -> list[dict[str, str]]:
+    """STS-B train pairs scored at least ``min_score`` (of 5) as (query, positive, negative)
+    rows, each negative another kept pair's ``sentence2``, drawn with ``seed``."""
+    import random
+
+    from llmvec.evaluation import load_sts
+
+    rng = random.Random(seed)
+    close = [pair for pair in load_sts(STS_TRAIN) if pair.score >= min_score]
+    rows = []
+    for pair in close:
+        negative = rng.choice(close).sentence2
+        rows.append({"query": pair.sentence1, "positive": pair.sentence2, "negative": negative})
+    return rows
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

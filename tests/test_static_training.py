@@ -22,7 +22,7 @@ from llmvec.static.embedder import SimilarityDistillationLoss, StaticEmbedder
 from llmvec.static.training import TRAINING_FILE, prepare_static, train_static
 from llmvec.static.training_config import StaticTrainingConfig
 from llmvec.training.data import TrainingDataError
-from llmvec.training.losses import ContrastiveLoss
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss
 
 TOPICS = ["cats", "dogs", "rivers", "stars", "music", "bread", "trains", "rain"]
 PAIRS = [
@@ -34,6 +34,16 @@ PAIRS = [
 ]
 TEXTS = [f"a short sentence number {i} about {TOPICS[i % 8]} and more" for i in range(32)]
 PROBES = ["cats sit on mats", "the river floods in spring", "Query about stars", "x"]
+#: Sentence pairs scored by how much of their topic they share: 4 (both words), 2 (one), 0.
+SCORED = [
+    {
+        "sentence1": f"{TOPICS[i % 8]} and {TOPICS[(i + 1) % 8]}",
+        "sentence2": f"{TOPICS[(i + shift) % 8]} with {TOPICS[(i + 1 + shift * 3) % 8]}",
+        "score": {0: 4.0, 1: 2.0}.get(shift, 0.0),
+    }
+    for i in range(8)
+    for shift in (0, 1, 2, 4)
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +58,13 @@ def static_model(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in PAIRS), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "scored.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in SCORED), encoding="utf-8")
     return path
 
 
@@ -98,7 +115,8 @@ def test_contrastive_training_lowers_the_loss_and_reports_the_dev_split(
     after, _ = _contrastive(Encoder(str(folder), backend="static"))
     assert after < 0.5 * before
     record = json.loads((folder / TRAINING_FILE).read_text(encoding="utf-8"))
-    assert record["steps"] == 30 and record["rows"] == {"pairs": 24, "dev": 8, "texts": 0}
+    assert record["steps"] == 30
+    assert record["rows"] == {"pairs": 24, "dev": 8, "scored_pairs": 0, "texts": 0}
     assert record["dev_after"]["loss"] < record["dev_before"]["loss"]
     assert {"ndcg@10", "recall@10"} <= set(record["dev_after"])
     with safe_open(str(folder / "model.safetensors"), framework="numpy") as handle:
@@ -108,6 +126,55 @@ def test_contrastive_training_lowers_the_loss_and_reports_the_dev_split(
     assert metadata["source_revision"] == locate(str(static_model)).revision
     assert json.loads(metadata["options"])["dev_fraction"] == 0.25
     assert json.loads(metadata["dev_after"]) == record["dev_after"]
+
+
+def _cosent(encoder: Encoder) -> tuple[float, float]:
+    """The CoSENT loss of the scored pairs and the Spearman correlation of their cosines with
+    the gold scores."""
+    from scipy.stats import spearmanr
+
+    first = torch.from_numpy(encoder.encode([row["sentence1"] for row in SCORED]))
+    second = torch.from_numpy(encoder.encode([row["sentence2"] for row in SCORED]))
+    gold = torch.tensor([row["score"] for row in SCORED])
+    cosines = F.cosine_similarity(first, second, dim=-1)
+    return float(CoSENTLoss()(first, second, gold)), float(spearmanr(cosines, gold).statistic)
+
+
+def test_cosent_training_orders_scored_pairs_by_their_gold_scores(
+    static_model: Path, scored: Path, tmp_path: Path
+) -> None:
+    folder = train_static(
+        _config(static_model, tmp_path / "out", scored_pairs=str(scored), matryoshka_dims=(8, 16))
+    )
+    loss_before, spearman_before = _cosent(Encoder(str(static_model), backend="static"))
+    loss_after, spearman_after = _cosent(Encoder(str(folder), backend="static"))
+    assert loss_after < 0.5 * loss_before
+    assert spearman_after > max(0.9, spearman_before + 0.1)
+    record = json.loads((folder / TRAINING_FILE).read_text(encoding="utf-8"))
+    assert record["rows"] == {"pairs": 0, "dev": 0, "scored_pairs": 32, "texts": 0}
+
+
+def test_scored_pairs_and_contrastive_pairs_share_a_batch(
+    static_model: Path, pairs: Path, scored: Path, tmp_path: Path
+) -> None:
+    run = prepare_static(
+        _config(static_model, tmp_path / "out", data=str(pairs), scored_pairs=str(scored))
+    )
+    batch = run.collator([{"row": row} for row in (0, 1, 2)])
+    # 3 queries, 3 positives, then both sides of 3 scored pairs, in that order.
+    assert batch["pairs"] == 3 and batch["negatives"] == 0 and len(batch["counts"]) == 12
+    assert batch["scores"].tolist() == [row["score"] for row in SCORED[:3]]
+    texts = [PAIRS[0]["query"], PAIRS[1]["query"], PAIRS[2]["query"]]
+    texts += [PAIRS[0]["positive"], PAIRS[1]["positive"], PAIRS[2]["positive"]]
+    texts += [row["sentence1"] for row in SCORED[:3]] + [row["sentence2"] for row in SCORED[:3]]
+    ids, counts = run.collator.texts.batch(run.collator.texts.numbers(texts))
+    assert torch.equal(batch["ids"], ids) and torch.equal(batch["counts"], counts)
+    loss = run.objective(**batch)["loss"]
+    vectors = run.embedder(batch["ids"], batch["counts"])
+    expected = ContrastiveLoss()(vectors[:3], vectors[3:6], None) + CoSENTLoss()(
+        vectors[6:9], vectors[9:12], batch["scores"]
+    )
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_distillation_lowers_the_similarity_loss(
@@ -315,6 +382,9 @@ def test_the_folded_folder_serves_the_modules_vectors(
     ("options", "error", "message"),
     [
         ({}, ValueError, "give data .* or a teacher"),
+        ({"scored_pairs": "missing.csv"}, FileNotFoundError, "scored_pairs file 'missing.csv'"),
+        ({"scored_pairs": "PAIRS", "cosent_scale": 0}, ValueError, "cosent_scale must be"),
+        ({"scored_pairs": "PAIRS", "cosent_weight": 0}, ValueError, "nothing to train"),
         ({"texts": "TEXTS"}, ValueError, "texts are distillation data: give a teacher"),
         ({"teacher": "all-minilm-l6-v2"}, ValueError, "a teacher needs texts"),
         ({"data": "PAIRS", "dim": 32}, ValueError, "dim 32 exceeds the dimension 16"),
@@ -399,6 +469,19 @@ def test_llmvec_train_static_end_to_end(
     options = json.loads((output / TRAINING_FILE).read_text(encoding="utf-8"))["options"]
     assert options["matryoshka_dims"] == [4, 8] and options["binary"] is True
     assert options["max_tokens"] == 16 and options["dev_fraction"] == 0.25
+
+
+def test_llmvec_train_static_on_scored_pairs_alone(
+    static_model: Path, scored: Path, tmp_path: Path
+) -> None:
+    from llmvec.cli import main
+
+    output = tmp_path / "model"
+    arguments = ["train", "static", "--scored-pairs", str(scored), "--model", str(static_model)]
+    arguments += ["-o", str(output), "--max-steps", "3", "--cosent-weight", "2", "--no-progress"]
+    assert main(arguments) == 0
+    options = json.loads((output / TRAINING_FILE).read_text(encoding="utf-8"))["options"]
+    assert options["scored_pairs"] == str(scored) and options["cosent_weight"] == 2.0
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,13 @@ from pathlib import Path
 import datasets
 import pytest
 
-from llmvec.training.data import TrainingDataError, dev_split, load_texts, load_triplets
+from llmvec.training.data import (
+    TrainingDataError,
+    dev_split,
+    load_scored_pairs,
+    load_texts,
+    load_triplets,
+)
 
 #: The project's shared training data (``../shared/data/train`` from the project root).
 TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
@@ -397,3 +403,50 @@ def test_dev_split_of_shared_wikiqa_by_question() -> None:
     assert len(train) + len(dev) == 1_040
     assert not set(train["query"]) & set(dev["query"])
     assert len(set(dev["query"])) == round(0.1 * 873)
+
+
+# ---- load_scored_pairs ------------------------------------------------------------------------
+
+
+def test_scored_pairs_from_json_lines_and_delimited_files(tmp_path: Path) -> None:
+    rows = [
+        {"sentence1": "a cat", "sentence2": "a kitten", "score": 4.5},
+        {"sentence1": "a dog", "sentence2": "a car", "score": 0},
+    ]
+    expected = {"sentence1": ["a cat", "a dog"], "sentence2": ["a kitten", "a car"],
+                "score": [4.5, 0.0]}  # fmt: skip
+    assert load_scored_pairs(_jsonl(tmp_path / "s.jsonl", *rows)).to_dict() == expected
+    csv_text = 'score,sentence1,sentence2\n4.5,a cat,a kitten\n0,a dog,"a car"\n'
+    assert load_scored_pairs(_write(tmp_path / "s.csv", csv_text)).to_dict() == expected
+    tsv_text = "sentence1\tsentence2\tscore\na cat\ta kitten\t4.5\na dog\ta car\t0\n"
+    assert load_scored_pairs(_write(tmp_path / "s.tsv", tsv_text)).to_dict() == expected
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"sentence1": "a", "sentence2": "b"}, 'missing column "score"'),
+        ({"sentence1": "a", "score": 1}, 'missing column "sentence2"'),
+        (
+            {"sentence1": "a", "sentence2": "b", "score": "high"},
+            "\"score\" must be a number, got 'high'",
+        ),
+        ({"sentence1": "a", "sentence2": "b", "score": True}, "got a boolean (true)"),
+        ({"sentence1": "a", "sentence2": "b", "score": None}, "got null"),
+        ({"sentence1": "a", "sentence2": "b", "score": "nan"}, '"score" must be finite'),
+        ({"sentence1": " ", "sentence2": "b", "score": 1}, '"sentence1" is empty'),
+    ],
+)
+def test_bad_scored_pairs_name_the_file_and_line(
+    tmp_path: Path, row: dict[str, object], expected: str
+) -> None:
+    path = _jsonl(tmp_path / "s.jsonl", {"sentence1": "x", "sentence2": "y", "score": 2}, row)
+    assert expected in _error(load_scored_pairs, path, 2)
+
+
+def test_scored_pair_files_without_the_columns_rows_or_an_order(tmp_path: Path) -> None:
+    header = _write(tmp_path / "h.csv", "query,positive\nq,p\n")
+    assert "the header has no sentence1, sentence2, score" in _error(load_scored_pairs, header, 1)
+    assert "has no rows" in _error(load_scored_pairs, _write(tmp_path / "e.jsonl", "\n"))
+    same = _jsonl(tmp_path / "same.jsonl", *[{"sentence1": "a", "sentence2": "b", "score": 3}] * 2)
+    assert "every pair has the same score" in _error(load_scored_pairs, same)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from llmvec import Encoder
 from llmvec.training.grad_cache import cached_loss
-from llmvec.training.losses import ContrastiveLoss, straight_through_sign
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss, straight_through_sign
 
 
 def _unit(rows: list[list[float]]) -> torch.Tensor:
@@ -83,6 +83,60 @@ def test_binary_aware_loss_adds_the_loss_of_binarised_vectors() -> None:
     plain = ContrastiveLoss()
     expected = plain(q, p, None) + plain(torch.sign(q), torch.sign(p), None)
     assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def _reference_cosent(a: torch.Tensor, b: torch.Tensor, gold: list[float], scale: float) -> float:
+    """CoSENT written out: log(1 + sum over ordered pairs i, j (gold i > gold j) of
+    exp(scale * (cos j - cos i)))."""
+    cosines = [F.cosine_similarity(a[i], b[i], dim=0).item() for i in range(len(gold))]
+    terms = [
+        math.exp(scale * (cosines[j] - cosines[i]))
+        for i in range(len(gold))
+        for j in range(len(gold))
+        if gold[i] > gold[j]
+    ]
+    return math.log(1 + sum(terms))
+
+
+def test_cosent_matches_a_plain_computation_and_ignores_tied_scores() -> None:
+    torch.manual_seed(4)
+    a, b = torch.randn(6, 8), torch.randn(6, 8)
+    gold = [4.8, 0.2, 3.0, 3.0, 1.5, 5.0]
+    got = CoSENTLoss(scale=20.0)(a, b, torch.tensor(gold))
+    assert got.item() == pytest.approx(_reference_cosent(a, b, gold, 20.0), rel=1e-5)
+    # Only the order of the gold scores counts, not their scale.
+    rescaled = CoSENTLoss(scale=20.0)(a, b, torch.tensor(gold) / 5)
+    assert rescaled.item() == pytest.approx(got.item(), rel=1e-6)
+
+
+def test_cosent_is_small_when_cosines_follow_the_gold_order() -> None:
+    a = torch.eye(4)
+    # Pair i's second vector leans towards the first the more, the higher its gold score.
+    b = torch.stack([a[i] * (i + 1) + a[(i + 1) % 4] * (4 - i) for i in range(4)])
+    ordered = CoSENTLoss()(a, b, torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    reversed_ = CoSENTLoss()(a, b, torch.tensor([3.0, 2.0, 1.0, 0.0]))
+    assert ordered.item() < 0.1 and reversed_.item() > 10.0
+
+
+def test_cosent_sums_matryoshka_prefixes_and_binary_terms() -> None:
+    torch.manual_seed(5)
+    a, b, gold = torch.randn(5, 16), torch.randn(5, 16), torch.rand(5)
+    got = CoSENTLoss(matryoshka_dims=(4, 16), binary=True)(a, b, gold)
+    plain = CoSENTLoss()
+    expected = sum(
+        plain(a[:, :d], b[:, :d], gold) + plain(torch.sign(a[:, :d]), torch.sign(b[:, :d]), gold)
+        for d in (4, 16)
+    )
+    assert got.item() == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"scale": 0.0}, "scale must be positive"), ({"matryoshka_dims": (0,)}, "positive integers")],
+)
+def test_cosent_refuses_bad_options(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CoSENTLoss(**options)  # type: ignore[arg-type]
 
 
 def test_grad_cache_gradients_equal_the_uncached_gradients(tiny_llama: Path) -> None:

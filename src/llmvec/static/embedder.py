@@ -1,6 +1,6 @@
 """A static model as a trainable module (per-token weights, a projection, optionally the rows)
-and the losses it trains with: :mod:`llmvec.training.losses`' contrastive loss and a
-distillation loss that needs no dimension shared with the teacher."""
+and the losses it trains with: :mod:`llmvec.training.losses`' contrastive and CoSENT losses and
+a distillation loss that needs no dimension shared with the teacher."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from llmvec.training.losses import ContrastiveLoss, straight_through_sign
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss, prefix_views
 
 
 class StaticEmbedder(torch.nn.Module):
@@ -94,11 +94,8 @@ class SimilarityDistillationLoss:
         """``student`` ``(n, d)`` and ``teacher`` ``(n, D)`` vectors of the same ``n`` texts."""
         target = _cosines(teacher)
         total = student.new_zeros((), dtype=torch.float32)
-        for dim in self.matryoshka_dims or (student.shape[-1],):
-            prefix = student[:, :dim]
-            total = total + F.mse_loss(_cosines(prefix), target)
-            if self.binary:
-                total = total + F.mse_loss(_cosines(straight_through_sign(prefix)), target)
+        for dim, view in prefix_views(self.matryoshka_dims, student.shape[-1], self.binary):
+            total = total + F.mse_loss(_cosines(view(student[:, :dim])), target)
         return total
 
 
@@ -119,12 +116,9 @@ class VectorDistillationLoss:
                 f"student {tuple(student.shape)} and target {tuple(target.shape)} differ"
             )
         total = student.new_zeros((), dtype=torch.float32)
-        for dim in self.matryoshka_dims or (student.shape[-1],):
-            prefix, goal = student[:, :dim].float(), target[:, :dim].float()
+        for dim, view in prefix_views(self.matryoshka_dims, student.shape[-1], self.binary):
+            prefix, goal = view(student[:, :dim].float()), target[:, :dim].float()
             total = total + (1 - F.cosine_similarity(prefix, goal, dim=-1)).mean()
-            if self.binary:
-                signs = straight_through_sign(prefix)
-                total = total + (1 - F.cosine_similarity(signs, goal, dim=-1)).mean()
         return total
 
 
@@ -142,8 +136,9 @@ def _cosines(vectors: torch.Tensor) -> torch.Tensor:
 
 class StaticObjective(torch.nn.Module):
     """The training loss of a batch laid out as queries, positives, negatives (``pairs``,
-    ``pairs`` and ``negatives`` texts), then texts to distil on: the weighted sum of the
-    contrastive loss on the pairs and the distillation loss on every text of the batch."""
+    ``pairs`` and ``negatives`` texts), the two sides of ``len(scores)`` scored pairs, then
+    texts to distil on: the weighted sum of the contrastive loss on the pairs, CoSENT on the
+    scored pairs and the distillation loss on every text of the batch."""
 
     def __init__(
         self,
@@ -152,13 +147,17 @@ class StaticObjective(torch.nn.Module):
         distillation: SimilarityDistillationLoss | VectorDistillationLoss | None,
         contrastive_weight: float = 1.0,
         distill_weight: float = 1.0,
+        cosent: CoSENTLoss | None = None,
+        cosent_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.embedder = embedder
         self.contrastive = contrastive
         self.distillation = distillation
+        self.cosent = cosent
         self.contrastive_weight = contrastive_weight
         self.distill_weight = distill_weight
+        self.cosent_weight = cosent_weight
 
     def forward(
         self,
@@ -167,6 +166,7 @@ class StaticObjective(torch.nn.Module):
         pairs: int,
         negatives: int,
         teacher: torch.Tensor | None = None,
+        scores: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         vectors = self.embedder(ids, counts)
         loss = vectors.new_zeros((), dtype=torch.float32)
@@ -174,6 +174,11 @@ class StaticObjective(torch.nn.Module):
             queries, positives = vectors[:pairs], vectors[pairs : 2 * pairs]
             hard = vectors[2 * pairs : 2 * pairs + negatives] if negatives else None
             loss = loss + self.contrastive_weight * self.contrastive(queries, positives, hard)
+        if self.cosent is not None and scores is not None and len(scores):
+            start, scored = 2 * pairs + negatives, len(scores)
+            first = vectors[start : start + scored]
+            second = vectors[start + scored : start + 2 * scored]
+            loss = loss + self.cosent_weight * self.cosent(first, second, scores)
         if self.distillation is not None and teacher is not None:
             loss = loss + self.distill_weight * self.distillation(vectors, teacher)
         return {"loss": loss}

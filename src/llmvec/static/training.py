@@ -1,6 +1,7 @@
 """Training a static model (WordLlama, tokenlearn style): per-token weights and a projection
-(optionally the table rows too) learned with a contrastive loss on pairs, a distillation loss
-to any teacher encoder, or both; then folded into one table that the static backend serves.
+(optionally the table rows too) learned with a contrastive loss on pairs, CoSENT on scored
+pairs, a distillation loss to any teacher encoder, or any mix of them; then folded into one
+table that the static backend serves.
 
 Texts are tokenized once, up front, by :class:`~llmvec.backends.static_means.TokenMeans`, so
 training pools exactly the tokens inference pools. The teacher's sentence vectors are computed
@@ -30,9 +31,9 @@ from llmvec.evaluation import retrieval_metrics
 from llmvec.static.codebook import principal_components, write_static_model
 from llmvec.static.embedder import DISTILLATION_LOSSES, StaticEmbedder, StaticObjective
 from llmvec.static.training_config import StaticTrainingConfig
-from llmvec.training.data import dev_split, load_texts, load_triplets
+from llmvec.training.data import dev_split, load_scored_pairs, load_texts, load_triplets
 from llmvec.training.dev import retrieval_data
-from llmvec.training.losses import ContrastiveLoss
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss
 from llmvec.training.trainer import EmbeddingTrainer
 
 #: What a trained folder records its run in (beside the codebook and the tokenizer).
@@ -97,21 +98,45 @@ class Pairs:
         return len(self.queries)
 
 
+@dataclass(frozen=True)
+class ScoredPairs:
+    """Text numbers of (sentence1, sentence2) rows and their gold scores."""
+
+    first: np.ndarray
+    second: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def of(cls, rows: datasets.Dataset, texts: TokenizedTexts) -> ScoredPairs:
+        """The numbers of the texts of scored ``rows`` (every text tokenized in ``texts``)."""
+        return cls(
+            texts.numbers(list(rows["sentence1"])),
+            texts.numbers(list(rows["sentence2"])),
+            np.asarray(rows["score"], dtype=np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
 @dataclass
 class StaticCollator:
-    """Dataset rows ``{"row": i}`` to one batch: pair ``i`` and distillation text ``i`` (each
-    cycling over its own list, the longer of the two making the epoch) as ids and counts, with
-    the teacher's vectors of every text of the batch when there is a teacher."""
+    """Dataset rows ``{"row": i}`` to one batch: pair ``i``, scored pair ``i`` and distillation
+    text ``i`` (each cycling over its own list, the longest making the epoch) as ids and counts,
+    with the teacher's vectors of every text of the batch when there is a teacher."""
 
     texts: TokenizedTexts
     pairs: Pairs | None
     extra: np.ndarray
     teacher: torch.Tensor | None
+    scored: ScoredPairs | None = None
 
     @property
     def epoch_rows(self) -> int:
-        """Rows in one epoch: the longer of the pairs and the texts to distil on."""
-        return max(len(self.pairs) if self.pairs is not None else 0, len(self.extra))
+        """Rows in one epoch: the longest of the pairs, the scored pairs and the texts."""
+        return max(
+            len(part) if part is not None else 0 for part in (self.pairs, self.scored, self.extra)
+        )
 
     def __call__(self, rows: list[dict[str, int]]) -> dict[str, Any]:
         positions = np.fromiter((row["row"] for row in rows), dtype=np.int64, count=len(rows))
@@ -124,12 +149,20 @@ class StaticCollator:
             if self.pairs.negatives is not None:
                 parts.append(self.pairs.negatives[chosen])
                 negatives = len(chosen)
+        scores = None
+        if self.scored is not None:
+            chosen = positions % len(self.scored)
+            parts += [self.scored.first[chosen], self.scored.second[chosen]]
+            scores = torch.from_numpy(self.scored.scores[chosen])
         if len(self.extra):
             parts.append(self.extra[positions % len(self.extra)])
-        return self.batch(np.concatenate(parts), pairs, negatives)
+        return self.batch(np.concatenate(parts), pairs, negatives, scores)
 
-    def batch(self, numbers: np.ndarray, pairs: int, negatives: int) -> dict[str, Any]:
-        """The objective's inputs for the texts ``numbers`` (``pairs`` pairs first)."""
+    def batch(
+        self, numbers: np.ndarray, pairs: int, negatives: int, scores: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """The objective's inputs for the texts ``numbers``: ``pairs`` pairs first, then the two
+        sides of the pairs ``scores`` scores, then texts to distil on."""
         ids, counts = self.texts.batch(numbers)
         teacher = None if self.teacher is None else self.teacher[torch.from_numpy(numbers)]
         return {
@@ -138,6 +171,7 @@ class StaticCollator:
             "pairs": pairs,
             "negatives": negatives,
             "teacher": teacher,
+            "scores": scores,
         }
 
 
@@ -273,12 +307,15 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
             )
         if config.dev_fraction:
             pair_rows, dev_rows = dev_split(pair_rows, config.dev_fraction, config.seed)
+    scored_rows = load_scored_pairs(config.scored_pairs) if config.scored_pairs else None
     extra = list(load_texts(config.texts)["text"]) if config.texts is not None else []
     text_rows = len(extra)
     every = [*extra]
     for rows in (pair_rows, dev_rows):
         if rows is not None:
             every += [*rows["query"], *rows["positive"], *(t for t in rows["negative"] if t)]
+    if scored_rows is not None:
+        every += [*scored_rows["sentence1"], *scored_rows["sentence2"]]
     texts = TokenizedTexts.build(means, every, config.max_tokens)
     teacher = _teacher_vectors(config, list(texts.index)) if config.distils else None
     embedder = StaticEmbedder(
@@ -301,8 +338,17 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
         if config.distill_loss == "vectors":
             assert teacher is not None
             teacher = _pca_targets(teacher, embedder.dim, config.teacher)
+    cosent = None
+    if config.scores:
+        cosent = CoSENTLoss(config.cosent_scale, config.matryoshka_dims, config.binary)
     objective = StaticObjective(
-        embedder, contrastive, distillation, config.contrastive_weight, config.distill_weight
+        embedder,
+        contrastive,
+        distillation,
+        config.contrastive_weight,
+        config.distill_weight,
+        cosent,
+        config.cosent_weight,
     )
     pairs = None
     if pair_rows is not None and config.contrasts:
@@ -310,7 +356,12 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
     elif pair_rows is not None:  # distillation only: the pairs' texts are texts to distil on
         extra += [*pair_rows["query"], *pair_rows["positive"]]
         extra += [t for t in pair_rows["negative"] if t]
-    collator = StaticCollator(texts, pairs, texts.numbers(extra), teacher)
+    scored = None
+    if scored_rows is not None and config.scores:
+        scored = ScoredPairs.of(scored_rows, texts)
+    elif scored_rows is not None:  # likewise
+        extra += [*scored_rows["sentence1"], *scored_rows["sentence2"]]
+    collator = StaticCollator(texts, pairs, texts.numbers(extra), teacher, scored)
     record: dict[str, Any] = {
         "source_model": config.model,
         "source_revision": files.revision,
@@ -319,6 +370,7 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
         "rows": {
             "pairs": 0 if pair_rows is None else len(pair_rows),
             "dev": 0 if dev_rows is None else len(dev_rows),
+            "scored_pairs": 0 if scored_rows is None else len(scored_rows),
             "texts": text_rows,
         },
     }

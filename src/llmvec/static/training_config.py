@@ -11,7 +11,7 @@ from typing import Any
 from llmvec.backends.static_files import codebook_dim, locate
 from llmvec.static.codebook import check_static_output
 from llmvec.static.embedder import DISTILLATION_LOSSES
-from llmvec.training.losses import DEFAULT_TEMPERATURE
+from llmvec.training.losses import DEFAULT_COSENT_SCALE, DEFAULT_TEMPERATURE
 from llmvec.validation import known_options
 
 DEFAULT_STATIC_MODEL = "wordllama"
@@ -26,6 +26,8 @@ class StaticTrainingConfig:
         output: the folder to write (missing, empty, or an earlier static model).
         model: the static model to start from: a packaged name (``wordllama``) or a folder.
         data: (query, positive[, negative]) rows for the contrastive loss (JSONL, CSV, TSV).
+        scored_pairs: (sentence1, sentence2, score) rows for the CoSENT loss (JSONL, CSV, TSV),
+            e.g. STS-B train.
         texts: plain texts to distil on (needs ``teacher``), on top of those of ``data``.
         teacher: any model :class:`~llmvec.Encoder` loads; its vectors of every text are computed
             once, up front.
@@ -43,6 +45,7 @@ class StaticTrainingConfig:
     output: str
     model: str = DEFAULT_STATIC_MODEL
     data: str | None = None
+    scored_pairs: str | None = None
     texts: str | None = None
     teacher: str | None = None
     dim: int | None = None
@@ -53,6 +56,8 @@ class StaticTrainingConfig:
     distill_loss: str = "similarity"
     distill_weight: float = 1.0
     contrastive_weight: float = 1.0
+    cosent_weight: float = 1.0
+    cosent_scale: float = DEFAULT_COSENT_SCALE
     batch_size: int = 64
     learning_rate: float = 1e-3
     epochs: float = 1.0
@@ -74,7 +79,7 @@ class StaticTrainingConfig:
             )
         self._check_numbers()
         self._check_terms()
-        for name in ("data", "texts"):
+        for name in ("data", "scored_pairs", "texts"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{name} file {path!r} does not exist")
@@ -98,10 +103,10 @@ class StaticTrainingConfig:
             raise ValueError(f"matryoshka_dims must be a tuple, got {self.matryoshka_dims!r}")
         for dim in self.matryoshka_dims:
             _integer("matryoshka_dims", dim, minimum=1)
-        for name in ("temperature", "learning_rate", "epochs"):
+        for name in ("temperature", "cosent_scale", "learning_rate", "epochs"):
             if not _real(getattr(self, name)) or not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
-        for name in ("distill_weight", "contrastive_weight"):
+        for name in ("distill_weight", "contrastive_weight", "cosent_weight"):
             if not _real(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be zero or positive, got {getattr(self, name)!r}")
         if not _real(self.dev_fraction) or not 0 <= self.dev_fraction < 1:
@@ -110,22 +115,32 @@ class StaticTrainingConfig:
     def _check_terms(self) -> None:
         if self.texts is not None and self.teacher is None:
             raise ValueError("texts are distillation data: give a teacher too")
-        if self.data is None and self.teacher is None:
-            raise ValueError("give data (pairs for the contrastive loss) or a teacher to distil")
-        if self.teacher is not None and self.data is None and self.texts is None:
-            raise ValueError("a teacher needs texts to distil on: give texts or data")
+        if self.data is None and self.scored_pairs is None and self.teacher is None:
+            raise ValueError(
+                "give data (pairs for the contrastive loss), scored_pairs (for CoSENT) or a "
+                "teacher to distil"
+            )
+        sources = (self.data, self.scored_pairs, self.texts)
+        if self.teacher is not None and all(source is None for source in sources):
+            raise ValueError("a teacher needs texts to distil on: give texts, data or scored_pairs")
         if self.dev_fraction and self.data is None:
             raise ValueError("dev_fraction splits the data's pairs: give data")
-        if not (self.contrasts or self.distils):
+        if not (self.contrasts or self.scores or self.distils):
             raise ValueError(
-                "nothing to train: contrastive_weight is 0 or there is no data, and "
-                "distill_weight is 0 or there is no teacher"
+                "nothing to train: contrastive_weight is 0 or there is no data, cosent_weight "
+                "is 0 or there are no scored_pairs, and distill_weight is 0 or there is no "
+                "teacher"
             )
 
     @property
     def contrasts(self) -> bool:
         """Whether the contrastive loss is trained."""
         return self.data is not None and self.contrastive_weight > 0
+
+    @property
+    def scores(self) -> bool:
+        """Whether the CoSENT loss is trained."""
+        return self.scored_pairs is not None and self.cosent_weight > 0
 
     @property
     def distils(self) -> bool:

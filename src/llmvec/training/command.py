@@ -21,12 +21,15 @@ examples:
   llmvec train contrastive --config nv-embed-two-phase.json -o runs/nv
   llmvec train static pairs.jsonl --model wordllama -o runs/static --dim 128 \\
       --teacher all-minilm-l6-v2 --texts sentences.txt --matryoshka-dims 32,64,128
+  llmvec train static --scored-pairs sts-train.jsonl --model runs/static -o runs/static-sts
 """
 
 #: Flags that ``static`` reads under another name than its options'.
 _STATIC_RENAMED = {"max_length": "max_tokens", "eval_fraction": "dev_fraction"}
 #: Flags of the static stage only.
 _STATIC_ONLY = (
+    "scored_pairs",
+    "cosent_weight",
     "teacher",
     "texts",
     "dim",
@@ -157,6 +160,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     static = parser.add_argument_group(
         "static (--max-length: tokens pooled per text; --eval-fraction: a dev split)"
     )
+    static.add_argument(
+        "--scored-pairs",
+        default=keep,
+        help="sentence1,sentence2,score rows (.jsonl, .csv, .tsv; e.g. STS-B train) for CoSENT",
+    )
+    static.add_argument("--cosent-weight", type=float, default=keep, help="1.0")
     static.add_argument("--teacher", default=keep, help="encoder to distil (all-minilm-l6-v2)")
     static.add_argument("--texts", default=keep, help="texts to distil on (.txt, .jsonl)")
     static.add_argument("--dim", type=int, default=keep, help="output dimension (the table's)")

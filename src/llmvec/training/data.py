@@ -1,5 +1,5 @@
-"""Training data: texts and (query, positive, negative) triplets read from files, checked row by
-row, as ``datasets.Dataset`` objects; and a dev split cut by query."""
+"""Training data: texts, (query, positive, negative) triplets and scored sentence pairs read from
+files, checked row by row, as ``datasets.Dataset`` objects; and a dev split cut by query."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import random
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,7 @@ _TRIPLET_SUFFIXES = (".jsonl", *_DELIMITED)
 # CSV layouts of triplets: the header's names for the query, the positive and the negative.
 _CSV_TRIPLETS = (("sent0", "sent1", "hard_neg"), ("query", "positive", "negative"))
 _TRIPLET_COLUMNS = ("query", "positive", "negative", "instruction")
+_SCORED_COLUMNS = ("sentence1", "sentence2", "score")
 
 _Row = tuple[int, Mapping[str, object]]  # a row and the line it starts on
 
@@ -106,6 +108,33 @@ def load_triplets(
     return datasets.Dataset.from_dict(
         columns, features=datasets.Features({name: string for name in _TRIPLET_COLUMNS})
     )
+
+
+def load_scored_pairs(path: str | os.PathLike[str]) -> datasets.Dataset:
+    """Columns "sentence1", "sentence2" and "score" (a float: only its order counts, so STS-B's
+    0-5 and a 0-1 scale train alike). Accepts .jsonl with {"sentence1","sentence2","score"} and
+    .csv/.tsv with a header naming those three columns (sentence-transformers' STS layout)."""
+    file, suffix = _check_path(path, _TRIPLET_SUFFIXES)
+    if suffix in _DELIMITED:
+        header, rows = _csv_rows(file, suffix)
+        missing = [name for name in _SCORED_COLUMNS if name not in header]
+        if missing:
+            message = f"the header has no {', '.join(missing)} (it has: {', '.join(header)})"
+            raise _error(file, message, 1)
+    else:
+        rows = _json_rows(file, suffix)
+    columns: dict[str, list[object]] = {name: [] for name in _SCORED_COLUMNS}
+    for line, row in rows:
+        columns["sentence1"].append(_take(file, line, row, "sentence1"))
+        columns["sentence2"].append(_take(file, line, row, "sentence2"))
+        columns["score"].append(_score(file, line, row))
+    if not columns["score"]:
+        raise _error(file, "has no rows")
+    if len(set(columns["score"])) < 2:
+        raise _error(file, "every pair has the same score: there is no order to learn")
+    string = datasets.Value("string")
+    features = {"sentence1": string, "sentence2": string, "score": datasets.Value("float64")}
+    return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 
 def dev_split(
@@ -262,6 +291,24 @@ def _take_list(
     if not value and required:
         raise _error(path, f'"{field}" is an empty list', line)
     return [_text(path, line, item, f"{field}[{index}]") for index, item in enumerate(value)]
+
+
+def _score(path: Path, line: int, row: Mapping[str, object]) -> float:
+    """A row's "score": a finite number (a JSON number, or a CSV cell that parses as one)."""
+    if "score" not in row:
+        present = ", ".join(row) or "nothing"
+        raise _error(path, f'missing column "score" (the row has: {present})', line)
+    value = row["score"]
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError
+        score = float(value)
+    except ValueError:
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        raise _error(path, f'"score" must be a number, got {shown}', line) from None
+    if not math.isfinite(score):
+        raise _error(path, f'"score" must be finite, got {value!r}', line)
+    return score
 
 
 def _text(path: Path, line: int, value: object, field: str, required: bool = True) -> str:

@@ -1,6 +1,6 @@
-"""Contrastive losses on pooled vectors: InfoNCE with in-batch and hard negatives (gathered
-across processes under DDP), Matryoshka over a list of dimensions, and a binary-aware term
-through a straight-through sign.
+"""Losses on pooled vectors: InfoNCE with in-batch and hard negatives (gathered across processes
+under DDP), CoSENT on pairs with a similarity score, each summed over a list of Matryoshka
+dimensions and, binary-aware, over straight-through signs.
 
 Every loss takes the pooled states as they come out of :meth:`llmvec.Encoder.pool` (neither
 truncated nor normalised) and applies the inference rule itself: truncate first, then
@@ -10,7 +10,7 @@ normalise.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,28 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 DEFAULT_TEMPERATURE = 0.05
+#: CoSENT's scale (the inverse of its temperature), as its authors and sentence-transformers set.
+DEFAULT_COSENT_SCALE = 20.0
+
+Binarize = Callable[[torch.Tensor], torch.Tensor]
+
+
+def prefix_views(
+    matryoshka_dims: tuple[int, ...], width: int, binary: bool
+) -> Iterator[tuple[int, Binarize]]:
+    """What a loss is summed over: each Matryoshka prefix width (``width``, the full one, when
+    there is none) with the identity, and with the straight-through sign too when ``binary``."""
+    for dim in matryoshka_dims or (width,):
+        yield dim, _identity
+        if binary:
+            yield dim, straight_through_sign
+
+
+def check_matryoshka_dims(dims: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` unless every Matryoshka dimension is a positive integer."""
+    for dim in dims:
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"Matryoshka dimensions must be positive integers, got {dim!r}")
 
 
 @dataclass(frozen=True)
@@ -46,9 +68,7 @@ class ContrastiveLoss:
     def __post_init__(self) -> None:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
-        for dim in self.matryoshka_dims:
-            if not isinstance(dim, int) or dim < 1:
-                raise ValueError(f"Matryoshka dimensions must be positive integers, got {dim!r}")
+        check_matryoshka_dims(self.matryoshka_dims)
 
     def check_dimension(self, hidden_size: int) -> None:
         """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
@@ -63,14 +83,10 @@ class ContrastiveLoss:
     ) -> torch.Tensor:
         """The loss of ``queries[i]`` against ``positives[i]``; ``negatives`` holds ``k`` hard
         negatives per query, query by query (``(len(queries) * k, dim)``), or is ``None``."""
-        dims = self.matryoshka_dims or (queries.shape[-1],)
         total = queries.new_zeros((), dtype=torch.float32)
-        for dim in dims:
-            q, p, n = queries[:, :dim], positives[:, :dim], _truncate(negatives, dim)
-            total = total + self._info_nce(q, p, n)
-            if self.binary:
-                binary = straight_through_sign
-                total = total + self._info_nce(binary(q), binary(p), _binary(n))
+        for dim, view in prefix_views(self.matryoshka_dims, queries.shape[-1], self.binary):
+            hard = None if negatives is None else view(negatives[:, :dim])
+            total = total + self._info_nce(view(queries[:, :dim]), view(positives[:, :dim]), hard)
         return total
 
     def _info_nce(
@@ -92,6 +108,48 @@ class ContrastiveLoss:
         return F.cross_entropy(scores, labels)
 
 
+@dataclass(frozen=True)
+class CoSENTLoss:
+    """CoSENT (Su, 2022; sentence-transformers' ``CoSENTLoss``) on pairs with a gold similarity
+    score: for every two pairs whose scores are ordered, a penalty when their cosines are
+    ordered the other way, ``log(1 + sum_{s_i > s_j} exp(scale * (cos_j - cos_i)))``. Only the
+    order of the scores counts, so any scale (0-5, 0-1) trains alike.
+
+    Args:
+        scale: the inverse temperature (20 by default).
+        matryoshka_dims: also train the first ``d`` dimensions for each ``d`` (summed).
+        binary: add the same loss on sign-binarised vectors (straight-through gradient).
+    """
+
+    scale: float = DEFAULT_COSENT_SCALE
+    matryoshka_dims: tuple[int, ...] = ()
+    binary: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise ValueError(f"scale must be positive, got {self.scale}")
+        check_matryoshka_dims(self.matryoshka_dims)
+
+    def __call__(
+        self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss of pairs ``(first[i], second[i])`` whose gold scores are ``scores[i]``."""
+        total = first.new_zeros((), dtype=torch.float32)
+        for dim, view in prefix_views(self.matryoshka_dims, first.shape[-1], self.binary):
+            cosines = F.cosine_similarity(
+                view(first[:, :dim]).float(), view(second[:, :dim]).float(), dim=-1
+            )
+            total = total + self._ordered(cosines, scores)
+        return total
+
+    def _ordered(self, cosines: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        differences = self.scale * (cosines[None, :] - cosines[:, None])  # [i, j]: cos_j - cos_i
+        ordered = scores[:, None] > scores[None, :]
+        # log(1 + sum exp(x)) as a logsumexp over the ordered pairs and a zero.
+        terms = torch.cat([differences.new_zeros(1), differences[ordered]])
+        return torch.logsumexp(terms, dim=0)
+
+
 def own_candidates_loss(
     queries: torch.Tensor,
     positives: torch.Tensor,
@@ -108,12 +166,8 @@ def own_candidates_loss(
     return F.cross_entropy(scores, scores.new_zeros(queries.shape[0], dtype=torch.long))
 
 
-def _truncate(x: torch.Tensor | None, dim: int) -> torch.Tensor | None:
-    return None if x is None else x[..., :dim]
-
-
-def _binary(x: torch.Tensor | None) -> torch.Tensor | None:
-    return None if x is None else straight_through_sign(x)
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def straight_through_sign(x: torch.Tensor) -> torch.Tensor:
