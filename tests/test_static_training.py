@@ -383,7 +383,6 @@ def test_the_folded_folder_serves_the_modules_vectors(
     [
         ({}, ValueError, "give data .* or a teacher"),
         ({"scored_pairs": "missing.csv"}, FileNotFoundError, "scored_pairs file 'missing.csv'"),
-        ({"scored_pairs": "PAIRS", "cosent_scale": 0}, ValueError, "cosent_scale must be"),
         ({"scored_pairs": "PAIRS", "cosent_weight": 0}, ValueError, "nothing to train"),
         ({"texts": "TEXTS"}, ValueError, "texts are distillation data: give a teacher"),
         ({"teacher": "all-minilm-l6-v2"}, ValueError, "a teacher needs texts"),

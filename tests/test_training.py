@@ -17,6 +17,7 @@ from llmvec.testing import row_cosines
 from llmvec.trained_folder import MANIFEST
 from llmvec.training.config import Phase, TrainingConfig
 from llmvec.training.data import TrainingDataError
+from llmvec.training.losses import CoSENTLoss
 from llmvec.training.model import group_by_shared_head
 from llmvec.training.stages import CHECKPOINTS, prepare, train
 
@@ -47,6 +48,25 @@ def triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+#: Sentence pairs scored by how much of their topic they share: 4 (both words), 2 (one), 0.
+SCORED = [
+    {
+        "sentence1": f"{TOPICS[i % 8]} and {TOPICS[(i + 1) % 8]}",
+        "sentence2": f"{TOPICS[(i + shift) % 8]} with {TOPICS[(i + 1 + shift * 3) % 8]}",
+        "score": {0: 4.0, 1: 2.0}.get(shift, 0.0),
+    }
+    for i in range(8)
+    for shift in (0, 1, 2, 4)
+]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "scored.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in SCORED), encoding="utf-8")
+    return path
+
+
 def _config(model: Path, data: Path, output: Path, **options: object) -> TrainingConfig:
     defaults: dict[str, object] = {
         "batch_size": 8,
@@ -57,6 +77,8 @@ def _config(model: Path, data: Path, output: Path, **options: object) -> Trainin
         "bf16": False,
     }
     stage = "simcse" if data.suffix == ".txt" else "contrastive"
+    if data.name.startswith("scored"):
+        stage = "cosent"
     return TrainingConfig(
         stage=str(options.pop("stage", stage)),
         model=str(model),
@@ -278,6 +300,71 @@ def test_grad_cache_under_several_processes_is_refused(
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="GradCache"):
         prepare(_config(tiny_llama, triplets, tmp_path / "out", cache_chunk_size=4))
+
+
+def _cosent_loss(encoder: Encoder, rows: list[dict[str, object]]) -> torch.Tensor:
+    """CoSENT of ``rows`` on the encoder's pooled vectors, both sentences as documents."""
+    first = encoder.pool(encoder.tokenize([str(row["sentence1"]) for row in rows]))
+    second = encoder.pool(encoder.tokenize([str(row["sentence2"]) for row in rows]))
+    gold = torch.tensor([float(row["score"]) for row in rows])  # type: ignore[arg-type]
+    return CoSENTLoss()(first, second, gold)
+
+
+def test_a_cosent_step_is_the_plain_loss_of_its_pairs(
+    tiny_llama: Path, scored: Path, tmp_path: Path
+) -> None:
+    run = prepare(_config(tiny_llama, scored, tmp_path / "out", pooling="mean"))
+    rows = [{**row, "row": number, "length": 0} for number, row in enumerate(SCORED[:8])]
+    batch = run.trainer.data_collator(rows)
+    run.model.eval()
+    with torch.no_grad():
+        got = run.model(**batch)["loss"]
+        expected = _cosent_loss(run.encoder, SCORED[:8])
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_cosent_training_orders_the_pairs_and_serves_the_trainers_vectors(
+    tiny_llama: Path, scored: Path, tmp_path: Path
+) -> None:
+    run = prepare(
+        _config(tiny_llama, scored, tmp_path / "out", pooling="mean", max_steps=12,
+                learning_rate=2e-2, matryoshka_dims=(16, 64))
+    )  # fmt: skip
+    run.model.eval()
+    with torch.no_grad():
+        before = _cosent_loss(run.encoder, SCORED).item()
+    folder = run.train()
+    with torch.no_grad():
+        after = _cosent_loss(run.encoder, SCORED).item()
+    assert after < 0.7 * before
+    expected = _trained_vectors(run.model, run.encoder, PROBES)
+    assert row_cosines(Encoder(str(folder)).encode(PROBES), expected).min() > 0.9999
+    card = (folder / "README.md").read_text()
+    assert "`cosent`" in card and "32 rows" in card
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"query_instruction": "Find"}, "encodes both sentences of a pair as documents"),
+        ({"eval_fraction": 0.2}, "score it with eval_sts"),
+        ({"matryoshka_dims": (128,)}, r"Matryoshka dimensions \[128\] exceed"),
+    ],
+)
+def test_bad_cosent_configuration_fails_before_the_first_step(
+    tiny_llama: Path, scored: Path, tmp_path: Path, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        prepare(_config(tiny_llama, scored, tmp_path / "out", **options))
+
+
+def test_triplets_given_to_the_cosent_stage_are_named(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(
+        TrainingDataError, match=r'triplets.jsonl, line 1: missing column "sentence1"'
+    ):
+        prepare(_config(tiny_llama, triplets, tmp_path / "out", stage="cosent"))
 
 
 def test_bad_data_is_named_with_its_file_and_line(tiny_llama: Path, tmp_path: Path) -> None:

@@ -102,10 +102,10 @@ def test_cosent_matches_a_plain_computation_and_ignores_tied_scores() -> None:
     torch.manual_seed(4)
     a, b = torch.randn(6, 8), torch.randn(6, 8)
     gold = [4.8, 0.2, 3.0, 3.0, 1.5, 5.0]
-    got = CoSENTLoss(scale=20.0)(a, b, torch.tensor(gold))
+    got = CoSENTLoss(temperature=0.05)(a, b, torch.tensor(gold))
     assert got.item() == pytest.approx(_reference_cosent(a, b, gold, 20.0), rel=1e-5)
     # Only the order of the gold scores counts, not their scale.
-    rescaled = CoSENTLoss(scale=20.0)(a, b, torch.tensor(gold) / 5)
+    rescaled = CoSENTLoss()(a, b, torch.tensor(gold) / 5)
     assert rescaled.item() == pytest.approx(got.item(), rel=1e-6)
 
 
@@ -132,7 +132,10 @@ def test_cosent_sums_matryoshka_prefixes_and_binary_terms() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"scale": 0.0}, "scale must be positive"), ({"matryoshka_dims": (0,)}, "positive integers")],
+    [
+        ({"temperature": 0.0}, "temperature must be positive"),
+        ({"matryoshka_dims": (0,)}, "positive integers"),
+    ],
 )
 def test_cosent_refuses_bad_options(options: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -340,7 +340,7 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
             teacher = _pca_targets(teacher, embedder.dim, config.teacher)
     cosent = None
     if config.scores:
-        cosent = CoSENTLoss(config.cosent_scale, config.matryoshka_dims, config.binary)
+        cosent = CoSENTLoss(config.temperature, config.matryoshka_dims, config.binary)
     objective = StaticObjective(
         embedder,
         contrastive,

@@ -11,7 +11,7 @@ from typing import Any
 from llmvec.backends.static_files import codebook_dim, locate
 from llmvec.static.codebook import check_static_output
 from llmvec.static.embedder import DISTILLATION_LOSSES
-from llmvec.training.losses import DEFAULT_COSENT_SCALE, DEFAULT_TEMPERATURE
+from llmvec.training.losses import DEFAULT_TEMPERATURE
 from llmvec.validation import known_options
 
 DEFAULT_STATIC_MODEL = "wordllama"
@@ -35,6 +35,7 @@ class StaticTrainingConfig:
         train_table: also train the table rows (``False``: token weights and projection only).
         matryoshka_dims: train each prefix of the vector (empty: the full vector only).
         binary: add each loss on sign-binarised vectors (straight-through gradient).
+        temperature: of the contrastive loss and of CoSENT (0.05: CoSENT's scale of 20).
         distill_loss: ``similarity`` (the student's and teacher's in-batch cosine-similarity
             matrices matched: any teacher width) or ``vectors`` (each text's teacher vector,
             PCA'd to the student's width, as tokenlearn trains).
@@ -57,7 +58,6 @@ class StaticTrainingConfig:
     distill_weight: float = 1.0
     contrastive_weight: float = 1.0
     cosent_weight: float = 1.0
-    cosent_scale: float = DEFAULT_COSENT_SCALE
     batch_size: int = 64
     learning_rate: float = 1e-3
     epochs: float = 1.0
@@ -103,7 +103,7 @@ class StaticTrainingConfig:
             raise ValueError(f"matryoshka_dims must be a tuple, got {self.matryoshka_dims!r}")
         for dim in self.matryoshka_dims:
             _integer("matryoshka_dims", dim, minimum=1)
-        for name in ("temperature", "cosent_scale", "learning_rate", "epochs"):
+        for name in ("temperature", "learning_rate", "epochs"):
             if not _real(getattr(self, name)) or not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         for name in ("distill_weight", "contrastive_weight", "cosent_weight"):

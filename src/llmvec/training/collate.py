@@ -1,6 +1,7 @@
 """Rows of a training set to the inputs of one step, built by the encoder's own input builder:
 queries with the instruction (kept out of pooling), documents without, the template around
-both; for MNTP, padded ids with LLM2Vec's masking."""
+both; scored sentence pairs as two documents and their score; for MNTP, padded ids with
+LLM2Vec's masking."""
 
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ class ContrastiveCollator:
             tokenized = self.encoder.tokenize(texts, instruction=instruction)
             by_position.update(zip(positions, tokenized, strict=True))
         return [by_position[i] for i in range(len(rows))]
+
+
+class ScoredPairCollator:
+    """Scored rows (``sentence1``, ``sentence2``, ``score``) to both sentences tokenized as
+    documents (as STS encodes them) and the scores, for CoSENT."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "queries": self.encoder.tokenize([row["sentence1"] for row in rows]),
+            "positives": self.encoder.tokenize([row["sentence2"] for row in rows]),
+            "scores": torch.tensor([row["score"] for row in rows], dtype=torch.float32),
+        }
 
 
 class MaskingCollator:

@@ -19,6 +19,7 @@ examples:
       --matryoshka-dims 64,128,576 --cache-chunk-size 16
   torchrun --nproc-per-node 2 -m llmvec.cli train contrastive triplets.jsonl -o runs/ddp
   llmvec train contrastive --config nv-embed-two-phase.json -o runs/nv
+  llmvec train cosent sts-train.jsonl --model runs/sup -o runs/sup-sts --eval-sts sts-dev.csv
   llmvec train static pairs.jsonl --model wordllama -o runs/static --dim 128 \\
       --teacher all-minilm-l6-v2 --texts sentences.txt --matryoshka-dims 32,64,128
   llmvec train static --scored-pairs sts-train.jsonl --model runs/static -o runs/static-sts
@@ -67,8 +68,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     keep = argparse.SUPPRESS
     parser.add_argument(
         "stage",
-        choices=("mntp", "simcse", "contrastive", "static"),
-        help="what to train (static: a WordLlama-style static model)",
+        choices=("mntp", "simcse", "contrastive", "cosent", "static"),
+        help="what to train (cosent: scored sentence pairs; static: a WordLlama-style static "
+        "model)",
     )
     parser.add_argument(
         "data",
@@ -76,7 +78,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         default=keep,
         help="training files: sentences (.txt[.gz], .jsonl with text) for mntp and simcse; "
         "query/positive[/negative] rows (.jsonl, .csv, .tsv; SimCSE's sent0,sent1,hard_neg) "
-        "for contrastive; one such file for static",
+        "for contrastive; sentence1/sentence2/score rows for cosent; one triplet file for "
+        "static",
     )
     parser.add_argument("--config", help="JSON file of options (flags override it)")
     parser.add_argument("--model", default=keep, help="base model or a trained folder (smollm2)")

@@ -15,7 +15,7 @@ from llmvec.training.losses import DEFAULT_TEMPERATURE
 from llmvec.training.mntp import DEFAULT_MASK_PROBABILITY, MASK_TOKEN_CHOICES
 from llmvec.validation import known_options
 
-STAGES = ("mntp", "simcse", "contrastive")
+STAGES = ("mntp", "simcse", "contrastive", "cosent")
 #: LLM2Vec's LoRA targets: every linear layer of the attention and the MLP.
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -151,6 +151,21 @@ class TrainingConfig:
             )
         if self.phases and self.stage != "contrastive":
             raise ValueError("phases are a contrastive-stage schedule")
+        if self.stage == "cosent":
+            self._check_cosent()
+
+    def _check_cosent(self) -> None:
+        """CoSENT scores sentence pairs as STS does: both sides documents, no retrieval split."""
+        if self.query_instruction is not None:
+            raise ValueError(
+                "the cosent stage encodes both sentences of a pair as documents: no "
+                "query_instruction"
+            )
+        if self.eval_fraction:
+            raise ValueError(
+                "the cosent stage has no queries to cut a retrieval dev split by: score it with "
+                "eval_sts"
+            )
 
     @property
     def trains_adapter(self) -> bool:

@@ -18,9 +18,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 DEFAULT_TEMPERATURE = 0.05
-#: CoSENT's scale (the inverse of its temperature), as its authors and sentence-transformers set.
-DEFAULT_COSENT_SCALE = 20.0
-
 Binarize = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -40,6 +37,15 @@ def check_matryoshka_dims(dims: tuple[int, ...]) -> None:
     for dim in dims:
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"Matryoshka dimensions must be positive integers, got {dim!r}")
+
+
+def check_matryoshka_fit(dims: tuple[int, ...], hidden_size: int) -> None:
+    """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's ``hidden_size``."""
+    too_large = [dim for dim in dims if dim > hidden_size]
+    if too_large:
+        raise ValueError(
+            f"Matryoshka dimensions {too_large} exceed the model's hidden size {hidden_size}"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,11 +78,7 @@ class ContrastiveLoss:
 
     def check_dimension(self, hidden_size: int) -> None:
         """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
-        too_large = [dim for dim in self.matryoshka_dims if dim > hidden_size]
-        if too_large:
-            raise ValueError(
-                f"Matryoshka dimensions {too_large} exceed the model's hidden size {hidden_size}"
-            )
+        check_matryoshka_fit(self.matryoshka_dims, hidden_size)
 
     def __call__(
         self, queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None
@@ -112,23 +114,27 @@ class ContrastiveLoss:
 class CoSENTLoss:
     """CoSENT (Su, 2022; sentence-transformers' ``CoSENTLoss``) on pairs with a gold similarity
     score: for every two pairs whose scores are ordered, a penalty when their cosines are
-    ordered the other way, ``log(1 + sum_{s_i > s_j} exp(scale * (cos_j - cos_i)))``. Only the
-    order of the scores counts, so any scale (0-5, 0-1) trains alike.
+    ordered the other way, ``log(1 + sum_{s_i > s_j} exp((cos_j - cos_i) / temperature))``.
+    Only the order of the scores counts, so any scale (0-5, 0-1) trains alike.
 
     Args:
-        scale: the inverse temperature (20 by default).
+        temperature: 0.05 by default, CoSENT's scale of 20.
         matryoshka_dims: also train the first ``d`` dimensions for each ``d`` (summed).
         binary: add the same loss on sign-binarised vectors (straight-through gradient).
     """
 
-    scale: float = DEFAULT_COSENT_SCALE
+    temperature: float = DEFAULT_TEMPERATURE
     matryoshka_dims: tuple[int, ...] = ()
     binary: bool = False
 
     def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise ValueError(f"scale must be positive, got {self.scale}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
         check_matryoshka_dims(self.matryoshka_dims)
+
+    def check_dimension(self, hidden_size: int) -> None:
+        """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
+        check_matryoshka_fit(self.matryoshka_dims, hidden_size)
 
     def __call__(
         self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor
@@ -143,7 +149,8 @@ class CoSENTLoss:
         return total
 
     def _ordered(self, cosines: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        differences = self.scale * (cosines[None, :] - cosines[:, None])  # [i, j]: cos_j - cos_i
+        # [i, j]: cos_j - cos_i, for the pairs whose gold scores say i is the closer.
+        differences = (cosines[None, :] - cosines[:, None]) / self.temperature
         ordered = scores[:, None] > scores[None, :]
         # log(1 + sum exp(x)) as a logsumexp over the ordered pairs and a zero.
         terms = torch.cat([differences.new_zeros(1), differences[ordered]])

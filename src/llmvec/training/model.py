@@ -18,7 +18,7 @@ from llmvec.encoding.batching import batch_overhead_tokens, plan_batches
 from llmvec.encoding.prefix_cache import common_prefix
 from llmvec.training.config import DEFAULT_LORA_TARGETS, TrainingConfig
 from llmvec.training.grad_cache import cached_loss
-from llmvec.training.losses import ContrastiveLoss, split_documents
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss, split_documents
 from llmvec.training.mntp import LMHead
 
 #: A training pass (forward and backward) costs this many times an inference pass in fixed
@@ -116,15 +116,16 @@ def group_by_shared_head(inputs: Sequence[TokenizedText], overhead: float) -> li
 class EmbeddingModel(nn.Module):
     """The encoder's trainable network and the stage's loss.
 
-    ``forward`` takes what :class:`~llmvec.training.collate.Collator` builds: token inputs of
-    queries, positives and hard negatives (contrastive stages), or masked ids and labels (MNTP).
+    ``forward`` takes what the stage's collator builds: token inputs of queries, positives and
+    hard negatives (contrastive stages), of both sentences of scored pairs and their scores
+    (CoSENT), or masked ids and labels (MNTP).
     """
 
     def __init__(
         self,
         encoder: Encoder,
         config: TrainingConfig,
-        loss: ContrastiveLoss | None = None,
+        loss: ContrastiveLoss | CoSENTLoss | None = None,
         lm_head: LMHead | None = None,
     ) -> None:
         super().__init__()
@@ -171,6 +172,7 @@ class EmbeddingModel(nn.Module):
         queries: Sequence[TokenizedText] = (),
         positives: Sequence[TokenizedText] = (),
         negatives: Sequence[TokenizedText] = (),
+        scores: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         mntp_labels: torch.Tensor | None = None,
@@ -178,13 +180,17 @@ class EmbeddingModel(nn.Module):
         if mntp_labels is not None:
             assert input_ids is not None and attention_mask is not None
             return {"loss": self._mntp(input_ids, attention_mask, mntp_labels)}
-        assert self.loss is not None
         loss = self.loss
         sizes = (len(queries), len(positives), len(negatives))
         rows = [*queries, *positives, *negatives]
 
         def batch_loss(pooled: torch.Tensor) -> torch.Tensor:
-            return loss(*split_documents(pooled, sizes))
+            first, second, hard = split_documents(pooled, sizes)
+            if isinstance(loss, CoSENTLoss):
+                assert scores is not None
+                return loss(first, second, scores.to(pooled.device))
+            assert loss is not None
+            return loss(first, second, hard)
 
         if self.cache_chunk_size is not None:
             return {"loss": cached_loss(self.embed, rows, batch_loss, self.cache_chunk_size)}

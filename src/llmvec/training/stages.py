@@ -1,6 +1,7 @@
 """The training stages, each one run of transformers' Trainer on the encoder's own path:
 ``mntp`` (LLM2Vec), ``simcse`` (unsupervised), ``contrastive`` (supervised InfoNCE, optionally
-in NV-Embed's phases). Everything a run is told is checked before its first step."""
+in NV-Embed's phases), ``cosent`` (scored sentence pairs, as STS-B train). Everything a run is
+told is checked before its first step."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from transformers import TrainingArguments, set_seed
 from llmvec.backends.devices import has_bf16_matmul
 from llmvec.encoder import Encoder
 from llmvec.trained_folder import MANIFEST
-from llmvec.training.collate import ContrastiveCollator, MaskingCollator
+from llmvec.training.collate import ContrastiveCollator, MaskingCollator, ScoredPairCollator
 from llmvec.training.config import TrainingConfig
-from llmvec.training.data import dev_split, load_texts, load_triplets
+from llmvec.training.data import dev_split, load_scored_pairs, load_texts, load_triplets
 from llmvec.training.dev import DevScore, retrieval_dev, sts_dev
-from llmvec.training.losses import ContrastiveLoss
+from llmvec.training.losses import ContrastiveLoss, CoSENTLoss
 from llmvec.training.mntp import LMHead
 from llmvec.training.model import (
     EmbeddingModel,
@@ -72,6 +73,11 @@ def train_contrastive(model: str, data: DataFiles, output: str, **options: Any) 
     return _train_stage("contrastive", model, data, output, options)
 
 
+def train_cosent(model: str, data: DataFiles, output: str, **options: Any) -> Path:
+    """CoSENT on (sentence1, sentence2, score) rows of one or more files (STS-B train)."""
+    return _train_stage("cosent", model, data, output, options)
+
+
 def _train_stage(
     stage: str, model: str, data: DataFiles, output: str, options: dict[str, Any]
 ) -> Path:
@@ -96,10 +102,8 @@ def _check_output(config: TrainingConfig) -> Path:
 
 def _load_rows(config: TrainingConfig) -> tuple[datasets.Dataset, dict[str, int]]:
     """Every data file's rows in one dataset, with the row number and a length for grouping."""
-    loaded = [
-        load_texts(path) if config.stage != "contrastive" else load_triplets(path)
-        for path in config.data
-    ]
+    loader = {"contrastive": load_triplets, "cosent": load_scored_pairs}.get(config.stage)
+    loaded = [(loader or load_texts)(path) for path in config.data]
     rows = datasets.concatenate_datasets(loaded) if len(loaded) > 1 else loaded[0]
     if config.stage == "contrastive":
         with_negative = sum(1 for negative in rows["negative"] if negative)
@@ -109,6 +113,8 @@ def _load_rows(config: TrainingConfig) -> tuple[datasets.Dataset, dict[str, int]
                 "give every row one (llmvec mine) or none"
             )
         texts = [q + p for q, p in zip(rows["query"], rows["positive"], strict=True)]
+    elif config.stage == "cosent":
+        texts = [a + b for a, b in zip(rows["sentence1"], rows["sentence2"], strict=True)]
     else:
         texts = rows["text"]
     rows = rows.add_column("row", list(range(len(rows))))
@@ -246,14 +252,17 @@ def prepare(config: TrainingConfig) -> Run:
         **config.recipe(),
     )
     backend = transformers_backend(encoder)
-    loss = None
-    if config.stage != "mntp":
+    loss: ContrastiveLoss | CoSENTLoss | None = None
+    if config.stage == "cosent":
+        loss = CoSENTLoss(config.temperature, config.matryoshka_dims, config.binary)
+    elif config.stage != "mntp":
         loss = ContrastiveLoss(
             temperature=config.temperature,
             in_batch_negatives=config.in_batch_negatives,
             matryoshka_dims=config.matryoshka_dims,
             binary=config.binary,
         )
+    if loss is not None:
         loss.check_dimension(backend.hidden_size)
     peft_model = None
     if config.trains_adapter:
@@ -269,11 +278,11 @@ def prepare(config: TrainingConfig) -> Run:
         backend.model.gradient_checkpointing_enable({"use_reentrant": False})
     lm_head = LMHead.for_model(backend.model) if config.stage == "mntp" else None
     model = EmbeddingModel(encoder, config, loss=loss, lm_head=lm_head)
-    collator: Any = (
-        MaskingCollator(encoder, config.mask_probability, config.mask_token, config.seed)
-        if config.stage == "mntp"
-        else ContrastiveCollator(encoder, config.query_instruction)
-    )
+    collator: Any = ContrastiveCollator(encoder, config.query_instruction)
+    if config.stage == "mntp":
+        collator = MaskingCollator(encoder, config.mask_probability, config.mask_token, config.seed)
+    elif config.stage == "cosent":
+        collator = ScoredPairCollator(encoder)
     dev_score: DevScore | None = None
     if config.eval_sts is not None:
         dev_score = sts_dev(encoder, config.eval_sts)
