@@ -91,6 +91,18 @@ def sts_train_triplets(min_score: float, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+def sts_train_scored(path: Path) -> Path:
+    """Every STS-B train pair with its gold score, as a scored-pairs JSONL (CoSENT's data)."""
+    from llmvec.evaluation import load_sts
+
+    rows = [
+        {"sentence1": pair.sentence1, "sentence2": pair.sentence2, "score": pair.score}
+        for pair in load_sts(STS_TRAIN)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write ``report`` as JSON, atomically (a temporary file renamed over the old one)."""
     path.parent.mkdir(parents=True, exist_ok=True)

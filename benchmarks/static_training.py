@@ -30,15 +30,15 @@ from _report import (
     DATA,
     RESULTS,
     STS_TEST,
-    STS_TRAIN,
     machine,
+    sts_train_scored,
     sts_train_triplets,
     versions,
     write_report,
 )
 
 from llmvec import Encoder
-from llmvec.evaluation import evaluate_retrieval, evaluate_sts, load_sts
+from llmvec.evaluation import evaluate_retrieval, evaluate_sts
 from llmvec.static import distill, train_static
 
 STS_DEV = DATA / "stsbenchmark" / "sts-dev.csv"
@@ -106,16 +106,6 @@ def training_triplets(path: Path, sts_min_score: float, seed: int = 0) -> Path:
                 }
             )
     rng.shuffle(rows)
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def sts_scored_pairs(path: Path) -> Path:
-    """Every STS-B train pair with its gold score, as a scored-pairs JSONL (CoSENT's data)."""
-    rows = [
-        {"sentence1": pair.sentence1, "sentence2": pair.sentence2, "score": pair.score}
-        for pair in load_sts(STS_TRAIN)
-    ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
@@ -188,7 +178,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "show_progress": False,
     }
-    scored = str(sts_scored_pairs(args.work / "sts-train-scored.jsonl"))
+    scored = str(sts_train_scored(args.work / "sts-train-scored.jsonl"))
     trained: dict[str, Any] = {}
     for name in args.configs.split(","):
         options = {**shared, **CONFIGS[name], "output": str(args.work / name)}

@@ -10,6 +10,8 @@ Recipes (``--recipes``):
   all-MiniLM-L6-v2), KE template and last token as in PromptEOL+CSE, Matryoshka 128 and the
   binary-aware term; SciFact's dev queries (``_report.scifact_dev_query_ids``, where
   benchmarks/hybrid.py chooses its weights) are held out;
+- ``smollm2-supervised-cosent``: CoSENT on every STS-B train pair with its score, on top of the
+  kept ``smollm2-supervised`` folder (``--keep``; the two budgets add up);
 - ``minilm-scifact``: all-MiniLM-L6-v2, every weight trained, on the SciFact train pairs with
   hard negatives mined by ``llmvec mine`` from an index of the SciFact corpus.
 
@@ -38,6 +40,7 @@ from _report import (
     RESULTS,
     machine,
     scifact_dev_query_ids,
+    sts_train_scored,
     sts_train_triplets,
     versions,
     write_report,
@@ -245,6 +248,27 @@ def run_supervised(budget: float, scratch: Path, output: Path) -> dict[str, Any]
     }  # fmt: skip
 
 
+def run_supervised_cosent(budget: float, scratch: Path, output: Path) -> dict[str, Any]:
+    """CoSENT on every STS-B train pair, on top of the kept ``smollm2-supervised`` folder."""
+    from llmvec.training.stages import train_cosent
+
+    base = output.parent / "smollm2-supervised"
+    if not (base / "training_config.json").is_file():
+        raise SystemExit(f"{base} holds no trained folder: run smollm2-supervised with --keep")
+    folder = train_cosent(
+        str(base), str(sts_train_scored(scratch / "sts-train.jsonl")), str(output),
+        batch_size=32, learning_rate=5e-5, max_length=128, matryoshka_dims=(128, 576),
+        binary=True, max_steps=steps_in(budget, seconds_per_step=6.0), time_budget_s=budget,
+        save_steps=50, show_progress=False,
+    )  # fmt: skip
+    trained = Encoder(str(folder), dtype="bfloat16", max_length=256)
+    return {
+        "base": str(base),
+        "after": {**sts(trained), **scifact_variants(trained, SCIFACT_INSTRUCTION)},
+        **_run_facts(folder),
+    }
+
+
 def run_minilm(budget: float, scratch: Path, output: Path) -> dict[str, Any]:
     from llmvec.training.stages import train_contrastive
 
@@ -280,6 +304,7 @@ RECIPES = {
     "smollm2-ke-simcse": run_ke_simcse,
     "smollm2-llm2vec": run_llm2vec,
     "smollm2-supervised": run_supervised,
+    "smollm2-supervised-cosent": run_supervised_cosent,
     "minilm-scifact": run_minilm,
 }
 

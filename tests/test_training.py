@@ -343,6 +343,19 @@ def test_cosent_training_orders_the_pairs_and_serves_the_trainers_vectors(
     assert "`cosent`" in card and "32 rows" in card
 
 
+def test_cosent_on_a_trained_folder_keeps_its_recipe_and_stacks_an_adapter(
+    tiny_llama: Path, triplets: Path, scored: Path, tmp_path: Path
+) -> None:
+    first = train(_config(tiny_llama, triplets, tmp_path / "sup", template="ke", max_steps=2))
+    second = train(_config(first, scored, tmp_path / "sts", max_steps=2))
+    assert Encoder(str(second)).recipe == Encoder(str(first)).recipe
+    assert Encoder(str(second)).recipe.template is not None
+    assert [p.name for p in sorted((second / "adapters").iterdir())] == [
+        "01-contrastive",
+        "02-cosent",
+    ]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
