@@ -18,7 +18,8 @@ llmvec's order. Results merge into benchmarks/results/hybrid.json. Data is read 
 
     nice python benchmarks/hybrid.py                       # both models
     nice python benchmarks/hybrid.py --models all-minilm-l6-v2
-    nice python benchmarks/hybrid.py --models --trained FOLDER --query-instruction "..."
+    nice python benchmarks/hybrid.py --models --trained FOLDER --query-instruction "..." \
+        --dtype bfloat16 --max-length 256
 """
 
 from __future__ import annotations
@@ -231,6 +232,8 @@ def main() -> None:
         "--trained", type=Path, help="also a trained folder (llmvec train), as 'trained:NAME'"
     )
     parser.add_argument("--query-instruction", help="the trained folder's query instruction")
+    parser.add_argument("--dtype", help="the trained folder's dtype (bfloat16: as training.py)")
+    parser.add_argument("--max-length", type=int, help="the trained folder's token limit")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -242,7 +245,9 @@ def main() -> None:
     names = list(args.models)
     if args.trained is not None:
         name = f"trained:{args.trained.name}"
-        MODELS[name] = (str(args.trained), {"query_instruction": args.query_instruction})
+        options = {"query_instruction": args.query_instruction, "dtype": args.dtype,
+                   "max_length": args.max_length}  # fmt: skip
+        MODELS[name] = (str(args.trained), {k: v for k, v in options.items() if v is not None})
         names.append(name)
     for name in names:
         run_model(name, report, test, dev)
