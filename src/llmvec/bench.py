@@ -141,6 +141,8 @@ class Peer:
     arguments: dict[str, Any]
     #: Where the peer's recipe is known to differ from llmvec's (its vectors will too).
     differences: tuple[str, ...] = ()
+    #: The folder or hub id the peer loaded the model from.
+    model: str = ""
 
 
 def _model_folder(encoder: Encoder) -> str:
@@ -172,7 +174,8 @@ def _llemb(encoder: Encoder, batch_size: int) -> Peer:
     llemb = require("llemb", _INSTALL_PEERS.format(peer="llemb"))
     backend = encoder.backend
     assert isinstance(backend, Backend)
-    model = llemb.Encoder(_model_folder(encoder), device=str(backend.device), dtype=backend.dtype)
+    folder = _model_folder(encoder)
+    model = llemb.Encoder(folder, device=str(backend.device), dtype=backend.dtype)
     differences: list[str] = []
     if name in ("prompteol", "pcoteol"):
         differences.append(
@@ -193,6 +196,7 @@ def _llemb(encoder: Encoder, batch_size: int) -> Peer:
         lambda texts: model.encode(texts, **arguments),
         arguments,
         tuple(differences),
+        folder,
     )
 
 
@@ -209,8 +213,9 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
         )
     module = require("sentence_transformers", _INSTALL_PEERS.format(peer="sentence-transformers"))
     backend = encoder.backend
+    folder = _model_folder(encoder)
     model = module.SentenceTransformer(
-        _model_folder(encoder), device=str(backend.device), model_kwargs={"dtype": backend.dtype}
+        folder, device=str(backend.device), model_kwargs={"dtype": backend.dtype}
     )
     model.max_seq_length = encoder.max_length
     arguments = {"batch_size": batch_size, "normalize_embeddings": True}
@@ -219,6 +224,7 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
         _version("sentence-transformers"),
         lambda texts: model.encode(texts, show_progress_bar=False, **arguments),
         arguments,
+        model=folder,
     )
 
 
