@@ -133,11 +133,9 @@ def mined_scifact(
     corpus = load_beir(SCIFACT, "test").corpus
     index = FaissIndex(miner)
     index.add(list(corpus.values()), ids=list(corpus))
-    rows, report = mine_hard_negatives(
-        index, pairs, MiningOptions(top_k=30, min_rank=5, margin=0.05)
-    )
-    for row in rows if instruction else []:
-        row["instruction"] = instruction
+    options = MiningOptions(top_k=30, min_rank=5, margin=0.05)
+    instructions = {query: instruction for query, _ in pairs} if instruction else None
+    rows, report = mine_hard_negatives(index, pairs, options, instructions=instructions)
     path = scratch / "scifact_mined.jsonl"
     write_triplets(rows, path)
     return path, report.__dict__

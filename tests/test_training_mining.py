@@ -162,6 +162,23 @@ def test_negatives_two_gives_up_to_two_rows_per_pair(index: FaissIndex) -> None:
     assert firsts == one
 
 
+def test_a_querys_instruction_travels_with_its_rows_but_not_into_the_search(
+    index: FaissIndex,
+) -> None:
+    options = MiningOptions(min_rank=2)
+    plain, _ = mine_hard_negatives(index, PAIRS, options)
+    instruction = "Given a question, retrieve the passage that answers it"
+    instructed, _ = mine_hard_negatives(
+        index, PAIRS, options, instructions={PAIRS[2][0]: instruction, "absent query": "x"}
+    )
+    # The same negatives (the index's encoder searched as it would without instructions) ...
+    assert [{k: v for k, v in row.items() if k != "instruction"} for row in instructed] == plain
+    # ... and each row of the instructed query carries its instruction; the others none.
+    for row in instructed:
+        assert row.get("instruction") == (instruction if row["query"] == PAIRS[2][0] else None)
+    assert any("instruction" in row for row in instructed)
+
+
 def test_a_query_without_candidates_is_counted_and_skipped(index: FaissIndex) -> None:
     rows, report = mine_hard_negatives(index, PAIRS, MiningOptions(margin=2.0))
     assert rows == [] and report == MiningReport(0, queries=6, queries_without_negative=6)

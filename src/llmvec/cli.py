@@ -968,16 +968,13 @@ def run_mine(args: argparse.Namespace) -> int:
     rows = load_triplets(args.pairs)
     # A triplet file repeats a pair once per negative: mine each pair once.
     pairs = list(dict.fromkeys(zip(rows["query"], rows["positive"], strict=True)))
-    index = open_store(store)
-    try:
-        triplets, report = mine_hard_negatives(index, pairs, options)
-    finally:
-        index.close()
     # A row's own instruction stays with its query in the triplets.
     instructions = {q: i for q, i in zip(rows["query"], rows["instruction"], strict=True) if i}
-    for triplet in triplets:
-        if triplet["query"] in instructions:
-            triplet["instruction"] = instructions[triplet["query"]]
+    index = open_store(store)
+    try:
+        triplets, report = mine_hard_negatives(index, pairs, options, instructions=instructions)
+    finally:
+        index.close()
     write_triplets(triplets, args.output)
     print(f"wrote {report.rows_written} triplets for {report.queries} queries to {args.output}")
     if report.queries_without_negative:

@@ -14,8 +14,10 @@ For each (query, positive) pair the index is searched for the query's ``top_k`` 
   on the scores it returns (rescored with float vectors by default).
 
 The best-ranked documents that qualify are kept, up to ``negatives`` per pair, each a triplet
-row ``{"query", "positive", "negative"}``. A query left without any negative is counted in the
-report and gives no row. Documents stored without text cannot be negatives.
+row ``{"query", "positive", "negative"}`` (with the query's ``"instruction"`` when one is given
+for it: it is the trained model's, so the index's encoder searches without it). A query left
+without any negative is counted in the report and gives no row. Documents stored without text
+cannot be negatives.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, cast
@@ -102,9 +104,11 @@ def mine_hard_negatives(
     pairs: Sequence[Pair],
     options: MiningOptions,
     batch_size: int = 64,
+    instructions: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, str]], MiningReport]:
     """Triplet rows for ``pairs`` with negatives from ``index``, in the pairs' order, and the
-    report. ``batch_size`` distinct queries are encoded and searched at a time."""
+    report. ``batch_size`` distinct queries are encoded and searched at a time; a query found
+    in ``instructions`` keeps its instruction in its rows."""
     check_positive("batch_size", batch_size)
     checked = [_check_pair(position, pair) for position, pair in enumerate(pairs)]
     if not index.spec.normalize:
@@ -132,8 +136,10 @@ def mine_hard_negatives(
             query = checked[row][0]
             score = float(vectors[slot[query]] @ document)
             chosen[row] = _negatives(results[slot[query]], positives[query], score, options)
+    given = instructions or {}
     triplets = [
         {"query": query, "positive": positive, "negative": negative}
+        | ({"instruction": given[query]} if given.get(query) else {})
         for (query, positive, _), negatives in zip(checked, chosen, strict=True)
         for negative in negatives
     ]
