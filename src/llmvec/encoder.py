@@ -350,9 +350,7 @@ class Encoder:
             lean = self._text_means(recipe)
             if lean is not None:
                 # An instruction changes nothing here: it is never pooled, and nothing attends.
-                array = self._finish_array(lean.mean_vectors(items, self.max_length))
-                if normalize:
-                    array = normalize_rows(array)
+                array = self._finish_array(lean.mean_vectors(items, self.max_length), normalize)
             else:
                 tokenized = self._build(items, recipe, prefix)
                 array = self._encode(
@@ -381,8 +379,7 @@ class Encoder:
             if lean is not None:
                 # The pooled ids only, as encode's lean path pools them.
                 pooled = [[] if item.no_text else item.ids[item.pool_start :] for item in inputs]
-                array = self._finish_array(lean.mean_vectors_of_ids(pooled))
-                return normalize_rows(array) if normalize else array
+                return self._finish_array(lean.mean_vectors_of_ids(pooled), normalize)
             vectors = self._encode(list(inputs), recipe, prefix, self.batch_size, normalize, False)
         return vectors.numpy()
 
@@ -502,11 +499,12 @@ class Encoder:
             return self.backend
         return None
 
-    def _finish_array(self, pooled: np.ndarray) -> np.ndarray:
-        """Matryoshka truncation of float32 vectors, as a contiguous array."""
+    def _finish_array(self, pooled: np.ndarray, normalize: bool) -> np.ndarray:
+        """The lean path's float32 means as :meth:`_finish` finishes tensors: Matryoshka
+        truncation (a contiguous array), then L2 normalisation."""
         if self.truncate_dim is not None:
             pooled = np.ascontiguousarray(pooled[:, : self.truncate_dim])
-        return pooled
+        return normalize_rows(pooled) if normalize else pooled
 
     def _finish(self, pooled: torch.Tensor, normalize: bool) -> torch.Tensor:
         """Matryoshka truncation, then L2 normalisation; float32 on the CPU."""
