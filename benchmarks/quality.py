@@ -13,6 +13,9 @@ Steps (``--steps``, default ``sts scifact-fast``):
   has AMX / AVX-512 BF16), next to the float32 figure, with the bfloat16 rate.
 - ``scifact-smollm2``: SciFact for every SmolLM2 recipe, with plain and instruction-prefixed
   queries (one corpus encoding serves both). About 1.3M tokens per recipe: slow on CPU.
+- ``gemma``: Gemma 3 270M (``gemma3-270m``, the second real LLM) with KE, SmolLM2's best
+  training-free recipe: STS-B dev and test (float32), and SciFact in bfloat16 with documents cut
+  at 256 tokens (as benchmarks/training.py scores SmolLM2).
 
 Each step merges its figures into benchmarks/results/quality.json, which also lists what was
 not run and why. Data is read from ../shared/data (never copied into the repository).
@@ -65,7 +68,9 @@ PUBLISHED = {
         "source": "MTEB results",
     }
 }
-STEPS = ("sts", "sts-bfloat16", "scifact-fast", "scifact-smollm2")
+#: Gemma 3 270M recipes (Encoder arguments).
+GEMMA_SETTINGS: dict[str, dict[str, Any]] = {"ke": {"template": "ke"}}
+STEPS = ("sts", "sts-bfloat16", "scifact-fast", "scifact-smollm2", "gemma")
 
 
 def load_report() -> dict[str, Any]:
@@ -89,6 +94,28 @@ def run_sts(report: dict[str, Any], threads: int, redo: bool) -> None:
     """
     configurations = list(FAST_MODELS)
     configurations += [("smollm2", name, args) for name, args in SMOLLM2_SETTINGS.items()]
+    sts_rows(report, configurations, threads, redo)
+    dev = {
+        name: report["rows"][f"smollm2/{name}"]["sts_b_dev_spearman"] for name in SMOLLM2_SETTINGS
+    }
+    best = max(dev, key=lambda name: dev[name])
+    report["selected"] = {
+        "model": "smollm2",
+        "setting": best,
+        "chosen_on": "STS-B dev Spearman",
+        "dev_spearman": dev,
+    }
+    print(f"selected on STS-B dev: smollm2/{best}")
+    save(report, threads)
+
+
+def sts_rows(
+    report: dict[str, Any],
+    configurations: list[tuple[str, str, dict[str, Any]]],
+    threads: int,
+    redo: bool,
+) -> None:
+    """STS-B dev and test of each (model, setting, Encoder arguments)."""
     for model, setting, arguments in configurations:
         entry = row(report, model, setting)
         splits = [
@@ -108,18 +135,6 @@ def run_sts(report: dict[str, Any], threads: int, redo: bool) -> None:
             print(f"{model:17s} {setting:10s} STS-B {split:4s} {result['spearman']:6.2f}")
             save(report, threads)
         del encoder
-    dev = {
-        name: report["rows"][f"smollm2/{name}"]["sts_b_dev_spearman"] for name in SMOLLM2_SETTINGS
-    }
-    best = max(dev, key=lambda name: dev[name])
-    report["selected"] = {
-        "model": "smollm2",
-        "setting": best,
-        "chosen_on": "STS-B dev Spearman",
-        "dev_spearman": dev,
-    }
-    print(f"selected on STS-B dev: smollm2/{best}")
-    save(report, threads)
 
 
 def run_sts_bfloat16(report: dict[str, Any], threads: int, redo: bool) -> None:
@@ -250,6 +265,11 @@ def main() -> None:
             run_scifact(
                 report, "smollm2", name, arguments, True, args.threads, args.redo, args.dtype
             )
+    if "gemma" in args.steps:
+        gemma = [("gemma3-270m", name, arguments) for name, arguments in GEMMA_SETTINGS.items()]
+        sts_rows(report, gemma, args.threads, args.redo)
+        ke = {**GEMMA_SETTINGS["ke"], "max_length": 256}
+        run_scifact(report, "gemma3-270m", "ke", ke, True, args.threads, args.redo, "bfloat16")
     save(report, args.threads)
     print(f"wrote {OUTPUT}")
 
