@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from training_rows import SCORED, TOPICS, write_jsonl
 
 from llmvec import Encoder
 from llmvec.backends.static_files import locate
@@ -24,7 +25,6 @@ from llmvec.static.training_config import StaticTrainingConfig
 from llmvec.training.data import TrainingDataError
 from llmvec.training.losses import ContrastiveLoss, CoSENTLoss
 
-TOPICS = ["cats", "dogs", "rivers", "stars", "music", "bread", "trains", "rain"]
 PAIRS = [
     {
         "query": f"what about {TOPICS[i % 8]} {i}?",
@@ -34,16 +34,6 @@ PAIRS = [
 ]
 TEXTS = [f"a short sentence number {i} about {TOPICS[i % 8]} and more" for i in range(32)]
 PROBES = ["cats sit on mats", "the river floods in spring", "Query about stars", "x"]
-#: Sentence pairs scored by how much of their topic they share: 4 (both words), 2 (one), 0.
-SCORED = [
-    {
-        "sentence1": f"{TOPICS[i % 8]} and {TOPICS[(i + 1) % 8]}",
-        "sentence2": f"{TOPICS[(i + shift) % 8]} with {TOPICS[(i + 1 + shift * 3) % 8]}",
-        "score": {0: 4.0, 1: 2.0}.get(shift, 0.0),
-    }
-    for i in range(8)
-    for shift in (0, 1, 2, 4)
-]
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +46,12 @@ def static_model(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in PAIRS), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("data") / "pairs.jsonl", PAIRS)
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "scored.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in SCORED), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("data") / "scored.jsonl", SCORED)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from training_rows import SCORED, TOPICS, write_jsonl
 
 from llmvec import Encoder
 from llmvec.testing import row_cosines
@@ -21,7 +22,6 @@ from llmvec.training.losses import CoSENTLoss
 from llmvec.training.model import group_by_shared_head
 from llmvec.training.stages import CHECKPOINTS, prepare, train
 
-TOPICS = ["cats", "dogs", "rivers", "stars", "music", "bread", "trains", "rain"]
 TEXTS = [f"a short sentence number {i} about {TOPICS[i % 8]} and more" for i in range(48)]
 PROBES = ["cats sit on mats", "the river floods in spring", "Query about stars"]
 
@@ -35,7 +35,6 @@ def sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "triplets.jsonl"
     rows = [
         {
             "query": f"what about {TOPICS[i % 8]} {i}?",
@@ -44,27 +43,12 @@ def triplets(tmp_path_factory: pytest.TempPathFactory) -> Path:
         }
         for i in range(40)
     ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-#: Sentence pairs scored by how much of their topic they share: 4 (both words), 2 (one), 0.
-SCORED = [
-    {
-        "sentence1": f"{TOPICS[i % 8]} and {TOPICS[(i + 1) % 8]}",
-        "sentence2": f"{TOPICS[(i + shift) % 8]} with {TOPICS[(i + 1 + shift * 3) % 8]}",
-        "score": {0: 4.0, 1: 2.0}.get(shift, 0.0),
-    }
-    for i in range(8)
-    for shift in (0, 1, 2, 4)
-]
+    return write_jsonl(tmp_path_factory.mktemp("data") / "triplets.jsonl", rows)
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "scored.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in SCORED), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("data") / "scored.jsonl", SCORED)
 
 
 def _config(model: Path, data: Path, output: Path, **options: object) -> TrainingConfig:
@@ -183,11 +167,10 @@ def test_rows_are_grouped_by_their_head_and_pool_as_alone(
 
 
 def test_a_retrieval_dev_split_needs_one_instruction(tiny_llama: Path, tmp_path: Path) -> None:
-    data = tmp_path / "tasks.jsonl"
     rows = [
         {"query": f"q{i}", "positive": f"p{i}", "instruction": f"task {i % 2}"} for i in range(20)
     ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = write_jsonl(tmp_path / "tasks.jsonl", rows)
     with pytest.raises(ValueError, match="carry 2 query instructions; score with eval_sts"):
         prepare(_config(tiny_llama, data, tmp_path / "out", eval_fraction=0.5))
     # Scored on an STS file instead, the split is fine.

@@ -162,4 +162,5 @@ def test_grad_cache_gradients_equal_the_uncached_gradients(tiny_llama: Path) -> 
     got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     assert plain.keys() == got.keys() and plain
     for name, grad in plain.items():
-        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        # Chunked sums run in another order: float32 rounding on gradients of size up to 1.
+        torch.testing.assert_close(got[name], grad, rtol=1e-4, atol=1e-5, msg=name)

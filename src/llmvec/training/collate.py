@@ -15,11 +15,16 @@ from llmvec.encoding.batching import pad_batch
 from llmvec.training.mntp import mask_batch, mask_token_id
 
 
+def query_instruction(row: dict[str, Any], default: str | None) -> str | None:
+    """The instruction a row's query is encoded with: its own (several tasks in one run, as
+    e5-mistral and NV-Embed train) or else the run's ``default``."""
+    return row.get("instruction") or default
+
+
 class ContrastiveCollator:
     """Triplet rows (``query``, ``positive``, ``negative``) or sentences (``text``: SimCSE, the
-    sentence is its own positive under another dropout mask) to token inputs. A query gets its
-    row's ``instruction`` when it has one (several tasks in one run, as e5-mistral and NV-Embed
-    train), the run's ``query_instruction`` otherwise."""
+    sentence is its own positive under another dropout mask) to token inputs, each query with
+    its :func:`query_instruction`."""
 
     def __init__(self, encoder: Encoder, query_instruction: str | None) -> None:
         self.encoder = encoder
@@ -39,7 +44,7 @@ class ContrastiveCollator:
 
     def _queries(self, rows: list[dict[str, Any]]) -> list[TokenizedText]:
         """The queries tokenized with their instructions, in row order."""
-        instructions = [row.get("instruction") or self.query_instruction for row in rows]
+        instructions = [query_instruction(row, self.query_instruction) for row in rows]
         by_position: dict[int, TokenizedText] = {}
         for instruction in dict.fromkeys(instructions):
             positions = [i for i, given in enumerate(instructions) if given == instruction]

@@ -49,7 +49,26 @@ def check_matryoshka_fit(dims: tuple[int, ...], hidden_size: int) -> None:
 
 
 @dataclass(frozen=True)
-class ContrastiveLoss:
+class _ScaledLoss:
+    """The options every similarity loss shares, checked once: a temperature dividing the
+    cosines, Matryoshka prefix dimensions and the binary straight-through option."""
+
+    temperature: float = DEFAULT_TEMPERATURE
+    matryoshka_dims: tuple[int, ...] = ()
+    binary: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        check_matryoshka_dims(self.matryoshka_dims)
+
+    def check_dimension(self, hidden_size: int) -> None:
+        """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
+        check_matryoshka_fit(self.matryoshka_dims, hidden_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContrastiveLoss(_ScaledLoss):
     """InfoNCE over cosine similarities divided by ``temperature``.
 
     Args:
@@ -65,20 +84,8 @@ class ContrastiveLoss:
         gather: gather the documents of every process under DDP (in-batch negatives only).
     """
 
-    temperature: float = DEFAULT_TEMPERATURE
     in_batch_negatives: bool = True
-    matryoshka_dims: tuple[int, ...] = ()
-    binary: bool = False
     gather: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        check_matryoshka_dims(self.matryoshka_dims)
-
-    def check_dimension(self, hidden_size: int) -> None:
-        """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
-        check_matryoshka_fit(self.matryoshka_dims, hidden_size)
 
     def __call__(
         self, queries: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor | None
@@ -111,7 +118,7 @@ class ContrastiveLoss:
 
 
 @dataclass(frozen=True)
-class CoSENTLoss:
+class CoSENTLoss(_ScaledLoss):
     """CoSENT (Su, 2022; sentence-transformers' ``CoSENTLoss``) on pairs with a gold similarity
     score: for every two pairs whose scores are ordered, a penalty when their cosines are
     ordered the other way, ``log(1 + sum_{s_i > s_j} exp((cos_j - cos_i) / temperature))``.
@@ -122,19 +129,6 @@ class CoSENTLoss:
         matryoshka_dims: also train the first ``d`` dimensions for each ``d`` (summed).
         binary: add the same loss on sign-binarised vectors (straight-through gradient).
     """
-
-    temperature: float = DEFAULT_TEMPERATURE
-    matryoshka_dims: tuple[int, ...] = ()
-    binary: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
-        check_matryoshka_dims(self.matryoshka_dims)
-
-    def check_dimension(self, hidden_size: int) -> None:
-        """Raise ``ValueError`` when a Matryoshka dimension exceeds the model's."""
-        check_matryoshka_fit(self.matryoshka_dims, hidden_size)
 
     def __call__(
         self, first: torch.Tensor, second: torch.Tensor, scores: torch.Tensor

@@ -20,7 +20,12 @@ from transformers import TrainingArguments, set_seed
 from llmvec.backends.devices import has_bf16_matmul
 from llmvec.encoder import Encoder
 from llmvec.trained_folder import MANIFEST
-from llmvec.training.collate import ContrastiveCollator, MaskingCollator, ScoredPairCollator
+from llmvec.training.collate import (
+    ContrastiveCollator,
+    MaskingCollator,
+    ScoredPairCollator,
+    query_instruction,
+)
 from llmvec.training.config import TrainingConfig
 from llmvec.training.data import dev_split, load_scored_pairs, load_texts, load_triplets
 from llmvec.training.dev import DevScore, retrieval_dev, sts_dev
@@ -125,7 +130,7 @@ def _load_rows(config: TrainingConfig) -> tuple[datasets.Dataset, dict[str, int]
 
 def _dev_instruction(rows: datasets.Dataset, default: str | None) -> str | None:
     """The query instruction of a retrieval dev split, which scores one task."""
-    given = {instruction or default for instruction in rows["instruction"]}
+    given = {query_instruction(row, default) for row in rows}
     if len(given) > 1:
         raise ValueError(
             f"the retrieval dev split (eval_fraction) scores one task, but its rows carry "
