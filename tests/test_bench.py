@@ -18,8 +18,15 @@ TEXTS = [f"sentence number {i} about {word}" for i, word in enumerate(WORDS)]
 
 
 def test_matmul_peak_is_a_rate() -> None:
-    rate = matmul_peak(torch.float32, "cpu", size=256, repeats=2)
-    assert math.isfinite(rate) and rate > 1e6
+    rate, size = matmul_peak(torch.float32, "cpu", size=256, repeats=2)
+    assert math.isfinite(rate) and rate > 1e6 and size == 256
+
+
+def test_matmul_peak_shrinks_a_product_that_would_be_slow() -> None:
+    # A product of 1,024 takes 2 GFLOP; a thousandth of a second fits only the 512 probe.
+    rate, size = matmul_peak(torch.float32, "cpu", size=1024, seconds_per_product=1e-3)
+    assert size == 512 and rate > 1e6
+    assert matmul_peak(torch.float32, "cpu", size=1024, seconds_per_product=60)[1] == 1024
 
 
 @pytest.mark.parametrize("kv_heads", [9, 3])  # multi-head, grouped-query (SmolLM2's 9 / 3)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -38,12 +38,38 @@ _INSTALL_PEERS = "the peer {peer!r} is not installed: pip install 'llmvec[bench]
 
 
 # ---------------------------------------------------------------------- machine peak
+class MatmulPeak(NamedTuple):
+    """A measured dense matmul rate and the square matrix size it was measured on."""
+
+    flop_per_s: float
+    size: int
+
+
 def matmul_peak(
-    dtype: torch.dtype, device: torch.device | str = "cpu", size: int = 2048, repeats: int = 20
-) -> float:
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    size: int = 2048,
+    repeats: int = 20,
+    seconds_per_product: float = 0.25,
+) -> MatmulPeak:
     """This machine's dense matmul rate in FLOP/s: the best of ``repeats`` products of two
     ``size`` x ``size`` matrices in ``dtype`` on ``device``, with torch's current threads, into
-    a preallocated output (the kernel's rate, not the allocator's page faults)."""
+    a preallocated output (the kernel's rate, not the allocator's page faults).
+
+    A probe at 512 first: where one product of ``size`` would take longer than
+    ``seconds_per_product`` (bfloat16 on a CPU without bf16 units runs near 1 GFLOP/s, a
+    2048 product in 20 s), the size drops to the largest multiple of 256 that fits, so the
+    measurement takes seconds on every machine."""
+    probe = min(size, 512)
+    rate = _product_rate(dtype, device, probe, repeats=3)
+    fitting = 256 * int((rate * seconds_per_product / 2) ** (1 / 3) // 256)
+    chosen = min(size, fitting)
+    if chosen <= probe:
+        return MatmulPeak(rate, probe)
+    return MatmulPeak(_product_rate(dtype, device, chosen, repeats), chosen)
+
+
+def _product_rate(dtype: torch.dtype, device: torch.device | str, size: int, repeats: int) -> float:
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator).to(device, dtype)
     b = torch.randn(size, size, generator=generator).to(device, dtype)
@@ -332,7 +358,8 @@ def run_bench(
     this process, is not counted); a compiled encoder makes one more pass, which compiles.
     Then the libraries take turns on the chunks, ``repeats`` times. The peak is measured on
     ``matmul_size`` square matrices (default 2048 on a CPU, 8192 on a GPU, where a smaller
-    product is too short to time). Returns a JSON-ready report.
+    product is too short to time; less where the dtype is slow, see :func:`matmul_peak`).
+    Returns a JSON-ready report.
     """
     items = list(texts)
     if not items:
@@ -384,7 +411,7 @@ def run_bench(
     runs = len(items) * repeats
     if matmul_size is None:
         matmul_size = 2048 if torch.device(backend.device).type == "cpu" else 8192
-    peak = matmul_peak(dtype, backend.device, size=matmul_size)
+    peak, matmul_size = matmul_peak(dtype, backend.device, size=matmul_size)
     results: dict[str, Any] = {}
     for name, _ in functions:
         entry: dict[str, Any] = {
