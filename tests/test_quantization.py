@@ -153,3 +153,80 @@ def test_int8_runs_on_the_cpu_in_float32_only(tiny_llama: Path) -> None:
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="runs on the CPU"):
             Encoder(str(tiny_llama), quantization="int8", device="cuda")
+
+
+def _last_hidden(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    return model(input_ids=ids).last_hidden_state
+
+
+@pytest.mark.parametrize("architecture", ["llama", "mistral", "qwen2", "qwen3"])
+def test_smoothing_folds_into_the_weights_and_keeps_the_float_function(
+    tiny_models: dict[str, Path], architecture: str
+) -> None:
+    from llmvec.backends.int8 import SMOOTHING_ALPHA, _llama_blocks, activation_ranges
+    from llmvec.backends.int8 import smooth_blocks
+
+    backend = Encoder(str(tiny_models[architecture]), pooling="mean").backend
+    model, tokenizer = backend.model, backend.tokenizer  # type: ignore[union-attr]
+    ids = tokenizer("Smoothing moves outliers into the weights.", return_tensors="pt")["input_ids"]
+    expected = _last_hidden(model, ids)
+    blocks = list(_llama_blocks(model))
+    first = blocks[0]
+    norm_before = first.attention_norm.weight.detach().clone()
+    # A plain SmoothQuant reference for the first block's q/k/v input, from hooks of its own.
+    peaks: list[torch.Tensor] = []
+    hook = first.q.register_forward_pre_hook(
+        lambda _, args: peaks.append(args[0].abs().reshape(-1, args[0].shape[-1]).amax(0))
+    )
+    from llmvec.backends.int8 import CALIBRATION_TEXTS
+
+    with torch.no_grad():
+        for text in CALIBRATION_TEXTS:
+            model(input_ids=tokenizer(text, return_tensors="pt")["input_ids"])
+    hook.remove()
+    activation = torch.stack(peaks).amax(0)
+    weight = torch.cat([first.q.weight, first.k.weight, first.v.weight]).abs().amax(0)
+    factors = activation**SMOOTHING_ALPHA / weight ** (1 - SMOOTHING_ALPHA)
+
+    smooth_blocks(blocks, activation_ranges(model, tokenizer), SMOOTHING_ALPHA)
+    torch.testing.assert_close(first.attention_norm.weight, norm_before / factors)
+    with torch.no_grad():
+        torch.testing.assert_close(_last_hidden(model, ids), expected, rtol=1e-4, atol=1e-4)
+
+
+def _int8_error(model_dir: Path, smoothed: bool) -> float:
+    """1 - cosine of int8 to float32 last hidden states, with an outlier channel planted in
+    every block's q/k/v input (the float function unchanged)."""
+    from llmvec.backends.int8 import _llama_blocks, quantize_linear_layers
+
+    backend = Encoder(str(model_dir), pooling="mean").backend
+    model, tokenizer = backend.model, backend.tokenizer  # type: ignore[union-attr]
+    with torch.no_grad():
+        for block in _llama_blocks(model):
+            block.attention_norm.weight[3] *= 300.0
+            for projection in (block.q, block.k, block.v):
+                projection.weight[:, 3] /= 300.0
+        ids = tokenizer(TEXTS[2], return_tensors="pt")["input_ids"]
+        expected = _last_hidden(model, ids)
+        quantize_linear_layers(
+            model, torch.device("cpu"), torch.float32, tokenizer if smoothed else None
+        )
+        got = _last_hidden(model, ids)
+    cosine = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    return float(1 - cosine.min())
+
+
+def test_smoothing_keeps_an_outlier_channel_out_of_the_int8_error(tiny_llama: Path) -> None:
+    plain, smoothed = _int8_error(tiny_llama, False), _int8_error(tiny_llama, True)
+    assert smoothed < plain / 3, (plain, smoothed)
+
+
+def test_int8_keeps_the_down_projections_in_float32(tiny_llama: Path) -> None:
+    model = Encoder(str(tiny_llama), quantization="int8").backend.model  # type: ignore[union-attr]
+    kinds = {
+        name.rsplit(".", 1)[-1]: type(module).__module__
+        for name, module in model.named_modules()
+        if name.endswith("_proj")
+    }
+    assert kinds.pop("down_proj") == "torch.nn.modules.linear"
+    assert all("quantized" in kind for kind in kinds.values()), kinds

@@ -275,7 +275,7 @@ class TransformersBackend:
         if not quantized_weights:
             _cast_floating(self.model, self.dtype)
         if int8:
-            quantize_linear_layers(self.model, self.device, self.dtype)
+            quantize_linear_layers(self.model, self.device, self.dtype, self.tokenizer)
         self.model.eval()
         self.model.requires_grad_(False)
         config = self.model.config
