@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 #: SmoothQuant's migration strength: the share of an activation channel's range moved into the
-#: weights (0.5 keeps SmolLM2 KE within half a point of float32 on STS-B dev; 0.8 loses 6).
+#: weights (SmolLM2 KE on STS-B dev: 76.18 against float32's 76.26; 0.65: 76.51).
 SMOOTHING_ALPHA = 0.5
 #: Architectures whose blocks are ``input_layernorm -> self_attn.{q,k,v}_proj``,
 #: ``post_attention_layernorm -> mlp.{gate,up}_proj`` and ``mlp.down_proj`` (norms that scale by
