@@ -492,3 +492,14 @@ def test_full_fine_tuning_writes_the_weights_into_the_folder(
     (folder / "model" / "config.json").write_text("{}", encoding="utf-8")  # weights changed
     with pytest.raises(ValueError, match="has changed since training"):
         Encoder(str(folder))
+
+
+def test_a_time_budget_stops_the_run_with_a_checkpoint(
+    tiny_llama: Path, triplets: Path, tmp_path: Path
+) -> None:
+    # A budget spent before the first step ends: one step runs, of the twenty allowed.
+    folder = train(
+        _config(tiny_llama, triplets, tmp_path / "out", max_steps=20, time_budget_s=1e-6)
+    )
+    log = json.loads((folder / "training_log.json").read_text())["log_history"]
+    assert next(e for e in reversed(log) if "train_runtime" in e)["step"] == 1
