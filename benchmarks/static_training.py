@@ -75,6 +75,18 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "scored_pairs": STS_SCORED,
         "train_table": True,
     },
+    "contrastive+cosent+table-6-epochs": {
+        "distill_weight": 0.0,
+        "scored_pairs": STS_SCORED,
+        "train_table": True,
+        "epochs": 6.0,
+    },
+    "contrastive+cosent3+table": {
+        "distill_weight": 0.0,
+        "scored_pairs": STS_SCORED,
+        "cosent_weight": 3.0,
+        "train_table": True,
+    },
 }
 
 

@@ -230,7 +230,7 @@ def run_supervised(budget: float, scratch: Path, output: Path) -> dict[str, Any]
     folder = train_contrastive(
         "smollm2", data, str(output), template="ke", max_length=128,
         batch_size=16, learning_rate=1e-4, matryoshka_dims=(128, 576), binary=True, epochs=2.0,
-        max_steps=steps_in(budget, seconds_per_step=16.0), time_budget_s=budget,
+        max_steps=steps_in(budget, seconds_per_step=6.0), time_budget_s=budget,
         eval_sts=str(sts_dev_slice(scratch)), eval_steps=100, save_steps=100,
         show_progress=False,
     )  # fmt: skip
