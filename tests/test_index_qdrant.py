@@ -325,7 +325,9 @@ def test_bad_input_changes_nothing(tmp_path: Path, data: np.ndarray, engine: str
     after = index.search(data[0], k=5)
     assert len(index) == 30
     # Same hits; scores to float32 rounding (qdrant-client's local mode may sum in another order).
-    assert [(h.id, h.text, h.metadata) for h in after] == [(h.id, h.text, h.metadata) for h in before]
+    assert [(h.id, h.text, h.metadata) for h in after] == [
+        (h.id, h.text, h.metadata) for h in before
+    ]
     assert [h.score for h in after] == pytest.approx([h.score for h in before], rel=1e-6)
     index.close()
     snapshot = _files(root)

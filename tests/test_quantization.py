@@ -163,8 +163,13 @@ def _last_hidden(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 def test_smoothing_folds_into_the_weights_and_keeps_the_float_function(
     tiny_models: dict[str, Path], architecture: str
 ) -> None:
-    from llmvec.backends.int8 import SMOOTHING_ALPHA, _llama_blocks, activation_ranges
-    from llmvec.backends.int8 import smooth_blocks
+    from llmvec.backends.int8 import (
+        CALIBRATION_TEXTS,
+        SMOOTHING_ALPHA,
+        _llama_blocks,
+        activation_ranges,
+        smooth_blocks,
+    )
 
     backend = Encoder(str(tiny_models[architecture]), pooling="mean").backend
     model, tokenizer = backend.model, backend.tokenizer  # type: ignore[union-attr]
@@ -178,8 +183,6 @@ def test_smoothing_folds_into_the_weights_and_keeps_the_float_function(
     hook = first.q.register_forward_pre_hook(
         lambda _, args: peaks.append(args[0].abs().reshape(-1, args[0].shape[-1]).amax(0))
     )
-    from llmvec.backends.int8 import CALIBRATION_TEXTS
-
     with torch.no_grad():
         for text in CALIBRATION_TEXTS:
             model(input_ids=tokenizer(text, return_tensors="pt")["input_ids"])
