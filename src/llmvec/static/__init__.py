@@ -1,6 +1,7 @@
 """Static embedding models (WordLlama, model2vec style): made from an LLM's codebook
-(:func:`extract`), distilled from any encoder and recipe (:func:`distill`), and trained
-(:func:`train_static`). The file format the static backend reads is
+(:func:`extract`), distilled from any encoder and recipe (:func:`distill`), trained
+(:func:`train_static`), and freed of their texts' common components
+(:func:`remove_common_components`). The file format the static backend reads is
 :mod:`llmvec.backends.static_files`.
 
 The names load on first use: the ``llmvec`` command imports this package for its defaults
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmvec.static.codebook import principal_components, zipf_sif_weights
+    from llmvec.static.common_components import remove_common_components
     from llmvec.static.distillation import distill
     from llmvec.static.extraction import extract
     from llmvec.static.training import train_static
@@ -21,6 +23,7 @@ _HOMES = {
     "distill": "llmvec.static.distillation",
     "extract": "llmvec.static.extraction",
     "principal_components": "llmvec.static.codebook",
+    "remove_common_components": "llmvec.static.common_components",
     "zipf_sif_weights": "llmvec.static.codebook",
     "train_static": "llmvec.static.training",
     "StaticTrainingConfig": "llmvec.static.training_config",
@@ -31,6 +34,7 @@ __all__ = [
     "distill",
     "extract",
     "principal_components",
+    "remove_common_components",
     "train_static",
     "zipf_sif_weights",
 ]
