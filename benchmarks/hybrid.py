@@ -3,18 +3,19 @@
 For all-MiniLM-L6-v2 (mean, max_length 256) and SmolLM2-135M KE (``Encoder("smollm2",
 template="ke")``), SciFact's 5,183 abstracts are encoded once and stored, with their texts, in
 a :class:`~llmvec.FaissIndex` (BM25 by bm25s) and a Qdrant Edge :class:`~llmvec.QdrantIndex`
-(BM25 term weights under Qdrant's IDF modifier, optimized). Each store is searched with
-``mode="dense"``, ``"sparse"`` and ``"hybrid"`` (weighted Reciprocal Rank Fusion, rrf_k 60, 100
-candidates per list).
+(BM25 term weights under Qdrant's IDF modifier with ``avg_len`` the corpus' average, as bm25s
+computes it; optimized). Each store is searched with ``mode="dense"``, ``"sparse"`` and
+``"hybrid"`` (weighted Reciprocal Rank Fusion, 100 candidates per list).
 
-The hybrid weights (dense, sparse) are chosen per model and store on a **dev** split cut from
-SciFact's *train* queries (a seeded sample of 300 of the 809 in
-../shared/data/train/scifact_qrels_train.tsv): the grid's fusions come from the dev candidate
-lists. Test figures (the 300 BEIR test queries) are reported as they come out, for the equal
-weights (1, 1) and the dev-chosen ones; no setting is chosen by a test figure. Metrics are
-pytrec_eval's (``llmvec.evaluation.retrieval_metrics``), scored by rank so that fused ties keep
-llmvec's order. Results merge into benchmarks/results/hybrid.json. Data is read from
-../shared/data, never copied.
+The hybrid weights (dense, sparse) and RRF's rank offset ``rrf_k`` are chosen per model and
+store on a **dev** split cut from SciFact's *train* queries (a seeded sample of 300 of the 809
+in ../shared/data/train/scifact_qrels_train.tsv): the grid's fusions come from the dev
+candidate lists. Test figures (the 300 BEIR test queries) are reported as they come out, for
+the equal weights (1, 1) at rrf_k 60 (the API's default) and the dev-chosen setting; no
+setting is chosen by a test figure. Metrics are pytrec_eval's
+(``llmvec.evaluation.retrieval_metrics``), scored by rank so that fused ties keep llmvec's order.
+Results merge into benchmarks/results/hybrid.json. Data is read from ../shared/data, never
+copied.
 
     nice python benchmarks/hybrid.py                       # both models
     nice python benchmarks/hybrid.py --models all-minilm-l6-v2
@@ -52,6 +53,7 @@ from _report import (
 from llmvec import Encoder, FaissIndex, Hit, QdrantIndex
 from llmvec.evaluation import RetrievalData, encode_corpus, load_beir, load_qrels, retrieval_metrics
 from llmvec.index.base import BaseIndex
+from llmvec.index.bm25 import BM25Settings
 from llmvec.index.fusion import candidates, reciprocal_rank_fusion
 from llmvec.spec import EmbeddingSpec
 
@@ -59,6 +61,8 @@ SCIFACT = DATA / "scifact"
 OUTPUT = RESULTS / "hybrid.json"
 K = 10
 RRF_K = 60
+#: RRF rank offsets tried on dev with each weight pair (60, the usual one, is the API default).
+RRF_KS = (10, 30, 60, 100)
 #: name -> (packaged model, Encoder arguments)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "all-minilm-l6-v2": ("all-minilm-l6-v2", {"pooling": "mean", "max_length": 256}),
@@ -129,6 +133,14 @@ def metrics(data: RetrievalData, rows: list[list[Hit]]) -> dict[str, float]:
     return {name: round(value, 2) for name, value in found.items()}
 
 
+def corpus_bm25(data: RetrievalData) -> BM25Settings:
+    """BM25 settings whose ``avg_len`` is the corpus' average length in analyzed terms, as
+    FAISS stores (bm25s) compute it; Qdrant stores take it as a setting."""
+    analyzer = BM25Settings().analyzer()
+    lengths = [len(analyzer.terms(text)) for text in data.corpus.values()]
+    return BM25Settings(avg_len=round(sum(lengths) / len(lengths), 1))
+
+
 def build(
     store: str, encoder: PrecomputedQueries, data: RetrievalData, vectors: np.ndarray, folder: Path
 ) -> BaseIndex:
@@ -137,7 +149,7 @@ def build(
     if store == "faiss":
         index = FaissIndex(encoder)
     else:
-        index = QdrantIndex(encoder, path=folder / "edge", engine="edge")
+        index = QdrantIndex(encoder, path=folder / "edge", engine="edge", sparse=corpus_bm25(data))
     index.add_embeddings(vectors, ids=ids, texts=texts)
     index.optimize()  # Qdrant Edge: HNSW and the sparse index; FAISS: nothing to do
     index.search("warm-up", k=1, mode="sparse")  # FAISS builds its BM25 index at first use
@@ -153,21 +165,23 @@ def evaluate_store(index: BaseIndex, dev: RetrievalData, test: RetrievalData) ->
     depth = candidates(K)
     lists = [search(index, dev_texts, depth), search(index, dev_texts, depth, mode="sparse")]
     dev_scores = {}
-    for weights in grid():
-        fused = [
-            reciprocal_rank_fusion([lists[0][row], lists[1][row]], weights, RRF_K, K)
-            for row in range(len(dev_texts))
-        ]
-        dev_scores[f"{weights[0]},{weights[1]}"] = metrics(dev, fused)["ndcg@10"]
+    for rrf_k in RRF_KS:
+        for weights in grid():
+            fused = [
+                reciprocal_rank_fusion([lists[0][row], lists[1][row]], weights, rrf_k, K)
+                for row in range(len(dev_texts))
+            ]
+            dev_scores[f"{weights[0]},{weights[1]},{rrf_k}"] = metrics(dev, fused)["ndcg@10"]
     best = max(dev_scores, key=lambda name: dev_scores[name])  # first of equals: grid order
-    chosen = tuple(float(w) for w in best.split(","))
+    *chosen_weights, chosen_k = (float(value) for value in best.split(","))
+    chosen = (chosen_weights[0], chosen_weights[1])
     start = time.perf_counter()
-    tuned = search(index, test_texts, K, mode="hybrid", weights=chosen, rrf_k=RRF_K)
+    tuned = search(index, test_texts, K, mode="hybrid", weights=chosen, rrf_k=chosen_k)
     hybrid_seconds = time.perf_counter() - start
     # The API's hybrid search is the fusion of its own two candidate lists.
     test_lists = [search(index, test_texts, depth), search(index, test_texts, depth, mode="sparse")]
     offline = [
-        reciprocal_rank_fusion([test_lists[0][row], test_lists[1][row]], chosen, RRF_K, K)
+        reciprocal_rank_fusion([test_lists[0][row], test_lists[1][row]], chosen, chosen_k, K)
         for row in range(len(test_texts))
     ]
     same = [[h.id for h in row] for row in offline] == [[h.id for h in row] for row in tuned]
@@ -181,9 +195,10 @@ def evaluate_store(index: BaseIndex, dev: RetrievalData, test: RetrievalData) ->
         "dev": {
             "dense": metrics(dev, [row[:K] for row in lists[0]]),
             "sparse": metrics(dev, [row[:K] for row in lists[1]]),
-            "hybrid_ndcg@10_by_weights": dev_scores,
+            "hybrid_ndcg@10_by_weights_and_rrf_k": dev_scores,
         },
         "weights_chosen_on_dev": list(chosen),
+        "rrf_k_chosen_on_dev": chosen_k,
         "hybrid_matches_the_fusion_of_its_lists": same,
         "hybrid_seconds_per_query": round(hybrid_seconds / len(test_texts), 4),
     }
@@ -220,6 +235,7 @@ def run_model(name: str, report: dict[str, Any], test: RetrievalData, dev: Retri
                 f"  sparse {figures['sparse']['ndcg@10']:6.2f}"
                 f"  hybrid(1,1) {figures['hybrid_1_1']['ndcg@10']:6.2f}"
                 f"  hybrid{tuple(result['weights_chosen_on_dev'])}"
+                f" rrf_k {result['rrf_k_chosen_on_dev']:g}"
                 f" {figures['hybrid_dev_weights']['ndcg@10']:6.2f}"
             )
     report["models"][name] = entry
@@ -260,12 +276,14 @@ def main() -> None:
             },
             search={
                 "k": K,
-                "rrf_k": RRF_K,
+                "rrf_k_of_hybrid_1_1": RRF_K,
+                "rrf_k_grid": list(RRF_KS),
                 "candidates_per_list": candidates(K),
                 "weight_grid_dense_sparse": [list(w) for w in grid()],
                 "bm25": "k1 1.2, b 0.75, English stopwords, Snowball English stemmer; FAISS: "
-                "bm25s with the corpus' average length; Qdrant Edge: term weights with "
-                "avg_len 256 under Qdrant's IDF modifier",
+                "bm25s with the corpus' average length; Qdrant Edge: term weights under "
+                "Qdrant's IDF modifier, avg_len set to the corpus' average length "
+                f"({corpus_bm25(test).avg_len} terms)",
             },
             metrics="pytrec_eval ndcg_cut_10 and recall_10 x100, mean over judged queries",
             versions=versions("bm25s", "PyStemmer", "faiss-cpu", "qdrant-edge-py"),
