@@ -41,7 +41,8 @@ def common_directions(vectors: np.ndarray, count: int) -> np.ndarray:
 def without_directions(rows: np.ndarray, directions: np.ndarray) -> np.ndarray:
     """``rows`` with their part along each (orthonormal) direction subtracted, in float32."""
     rows64 = rows.astype(np.float64)
-    return (rows64 - (rows64 @ directions.T) @ directions).astype(np.float32)
+    removed: np.ndarray = (rows64 - (rows64 @ directions.T) @ directions).astype(np.float32)
+    return removed
 
 
 def remove_common_components(
