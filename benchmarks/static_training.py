@@ -239,6 +239,7 @@ def main() -> None:
     }
     scored = str(sts_train_scored(args.work / "sts-train-scored.jsonl"))
     trained: dict[str, Any] = {}
+    folders: dict[str, dict[int, Path]] = {}  # config -> component count -> its model
     for name in args.configs.split(","):
         config = dict(CONFIGS[name])
         dim = config.pop("distill_dim", args.distill_dim)
@@ -249,19 +250,20 @@ def main() -> None:
         begin = time.perf_counter()
         folder = train_static(**options)
         record = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+        train_seconds = round(time.perf_counter() - begin, 1)
+        swept = {count: without_common(folder, count, fitted) for count in COMPONENT_COUNTS}
+        folders[name] = {count: path for count, (path, _) in swept.items()}
         trained[name] = {
             "options": {k: v for k, v in options.items() if k != "output"},
-            "train_seconds": round(time.perf_counter() - begin, 1),
+            "train_seconds": train_seconds,
             "steps": record["steps"],
-            "sts_dev_by_common_components": {
-                count: without_common(folder, count, fitted)[1] for count in COMPONENT_COUNTS
-            },
+            "sts_dev_by_common_components": {count: dev for count, (_, dev) in swept.items()},
         }
     best, count = max(
         ((name, count) for name in trained for count in COMPONENT_COUNTS),
         key=lambda pair: trained[pair[0]]["sts_dev_by_common_components"][pair[1]],
     )  # first of equals: CONFIGS order, then fewer components
-    final = without_common(args.work / best, count, fitted)[0]
+    final = folders[best][count]
     report = {
         "benchmark": "static_training",
         "versions": versions("wordllama"),
