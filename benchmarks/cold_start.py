@@ -11,7 +11,9 @@ Cases and the issue's targets (the peer's cold seconds over llmvec's):
 Each library runs ``--repeats`` fresh processes, the two taking turns; the median is reported
 with its phases (import, model load, the encode) and the process's peak RSS. Both load the same
 files, already in the page cache (SmolLM2: llmvec's dense copy of the GGUF for both, written
-before the first timed run). Writes benchmarks/results/cold_start.json.
+before the first timed run). Writes benchmarks/results/cold_start.json, keeping the cases an
+earlier run measured and this one did not (each case records its own repeats and machine: the
+SmolLM2 cases take minutes per llemb run, so they may run with fewer repeats).
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--output", type=Path, default=RESULTS / "cold_start.json")
     args = parser.parse_args()
-    started = machine()
-    results: dict[str, Any] = {}
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    results: dict[str, Any] = previous.get("cases", {})
     with tempfile.TemporaryDirectory(prefix="llmvec-cold-") as work:
         texts_file = Path(work) / "texts.json"
         texts_file.write_text(json.dumps(sts_sentences(args.sentences)), encoding="utf-8")
@@ -120,6 +122,7 @@ def main() -> None:
             arguments, peer, target = CASES[name]
             job_file = Path(work) / f"{name}.json"
             job_file.write_text(json.dumps(job(arguments, peer, args.batch_size)))
+            started = machine()
             runs: dict[str, list[dict[str, float]]] = {"llmvec": [], peer: []}
             for _ in range(args.repeats):
                 for library in runs:
@@ -131,6 +134,11 @@ def main() -> None:
                 "llmvec": ours,
                 peer: theirs,
                 "runs": runs,
+                "sentences": args.sentences,
+                "batch_size": args.batch_size,
+                "repeats": args.repeats,
+                "versions": versions(peer),
+                "machine": {"start": started, "end": machine()},
                 "cold_ratio": ratio,
                 "target_ratio": target,
                 "meets_target": ratio >= target,
@@ -147,11 +155,6 @@ def main() -> None:
         {
             "benchmark": "cold_start",
             "data": "STS-B test sentence1, first distinct values",
-            "sentences": args.sentences,
-            "batch_size": args.batch_size,
-            "repeats": args.repeats,
-            "versions": versions("llemb", "sentence-transformers"),
-            "machine": {"start": started, "end": machine()},
             "cases": results,
         },
     )
