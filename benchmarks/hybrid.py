@@ -142,14 +142,19 @@ def corpus_bm25(data: RetrievalData) -> BM25Settings:
 
 
 def build(
-    store: str, encoder: PrecomputedQueries, data: RetrievalData, vectors: np.ndarray, folder: Path
+    store: str,
+    encoder: PrecomputedQueries,
+    data: RetrievalData,
+    vectors: np.ndarray,
+    folder: Path,
+    bm25: BM25Settings,
 ) -> BaseIndex:
     ids, texts = list(data.corpus), list(data.corpus.values())
     index: BaseIndex
     if store == "faiss":
         index = FaissIndex(encoder)
     else:
-        index = QdrantIndex(encoder, path=folder / "edge", engine="edge", sparse=corpus_bm25(data))
+        index = QdrantIndex(encoder, path=folder / "edge", engine="edge", sparse=bm25)
     index.add_embeddings(vectors, ids=ids, texts=texts)
     index.optimize()  # Qdrant Edge: HNSW and the sparse index; FAISS: nothing to do
     index.search("warm-up", k=1, mode="sparse")  # FAISS builds its BM25 index at first use
@@ -204,7 +209,9 @@ def evaluate_store(index: BaseIndex, dev: RetrievalData, test: RetrievalData) ->
     }
 
 
-def run_model(name: str, report: dict[str, Any], test: RetrievalData, dev: RetrievalData) -> None:
+def run_model(
+    name: str, report: dict[str, Any], test: RetrievalData, dev: RetrievalData, bm25: BM25Settings
+) -> None:
     model, arguments = MODELS[name]
     encoder = Encoder(model, **arguments)
     start = time.perf_counter()
@@ -221,7 +228,7 @@ def run_model(name: str, report: dict[str, Any], test: RetrievalData, dev: Retri
     with tempfile.TemporaryDirectory(prefix="llmvec-hybrid-") as folder:
         for store in STORES:
             start = time.perf_counter()
-            index = build(store, queries, test, vectors, Path(folder))
+            index = build(store, queries, test, vectors, Path(folder), bm25)
             built = time.perf_counter() - start
             try:
                 result = evaluate_store(index, dev, test)
@@ -255,6 +262,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     test = load_beir(SCIFACT)
     dev = dev_data(test)
+    bm25 = corpus_bm25(test)
     report: dict[str, Any] = {"benchmark": "hybrid", "models": {}}
     if OUTPUT.is_file():
         report["models"].update(json.loads(OUTPUT.read_text()).get("models", {}))
@@ -266,7 +274,7 @@ def main() -> None:
         MODELS[name] = (str(args.trained), {k: v for k, v in options.items() if v is not None})
         names.append(name)
     for name in names:
-        run_model(name, report, test, dev)
+        run_model(name, report, test, dev, bm25)
         report.update(
             data={
                 "corpus": f"SciFact, {len(test.corpus)} documents (../shared/data/scifact)",
@@ -283,7 +291,7 @@ def main() -> None:
                 "bm25": "k1 1.2, b 0.75, English stopwords, Snowball English stemmer; FAISS: "
                 "bm25s with the corpus' average length; Qdrant Edge: term weights under "
                 "Qdrant's IDF modifier, avg_len set to the corpus' average length "
-                f"({corpus_bm25(test).avg_len} terms)",
+                f"({bm25.avg_len} terms)",
             },
             metrics="pytrec_eval ndcg_cut_10 and recall_10 x100, mean over judged queries",
             versions=versions("bm25s", "PyStemmer", "faiss-cpu", "qdrant-edge-py"),
