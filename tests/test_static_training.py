@@ -364,10 +364,53 @@ def test_the_folded_folder_serves_the_modules_vectors(
     np.testing.assert_array_equal(packed, pack_bits(expected))
 
 
+def test_common_components_are_removed_after_training_as_a_plain_svd_does(
+    static_model: Path, pairs: Path, tmp_path: Path
+) -> None:
+    options = {"data": str(pairs), "dim": 8, "dev_fraction": 0.25}
+    plain = prepare_static(_config(static_model, tmp_path / "plain", **options))
+    plain.train()
+    run = prepare_static(_config(static_model, tmp_path / "out", common_components=2, **options))
+    folder = run.train()
+    # The reference: the same seeded run without removal, then SIF's removal written out: the
+    # top 2 right singular vectors of the uncentred vectors of every training text.
+    texts = list(plain.collator.texts.index)
+    _, _, right = np.linalg.svd(plain.vectors(texts).astype(np.float64), full_matrices=False)
+    top = right[:2]
+    probes = [*PROBES, *TEXTS[:4]]
+    before = plain.vectors(probes).astype(np.float64)
+    expected = before - (before @ top.T) @ top
+    served = Encoder(str(folder), backend="static", normalize=False).encode(probes)
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert np.abs(run.vectors(texts) @ top.T).max() < 1e-4
+    record = json.loads((folder / TRAINING_FILE).read_text(encoding="utf-8"))
+    assert record["common_components"] == {"count": 2, "texts": len(texts)}
+    # The dev score after training is that of the model written, the removal included.
+    assert record["dev_after"] == run.dev_score()
+
+
+def test_common_components_must_fit_the_training_texts(static_model: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "two.jsonl", PAIRS[:2])
+    output = tmp_path / "out"
+    with pytest.raises(ValueError, match="common_components 5 exceeds the 4 distinct training"):
+        train_static(_config(static_model, output, data=str(data), common_components=5))
+    assert not output.exists()
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
         ({}, ValueError, "give data .* or a teacher"),
+        (
+            {"data": "PAIRS", "common_components": 16},
+            ValueError,
+            "common_components 16 must be less than the output dimension 16",
+        ),
+        (
+            {"data": "PAIRS", "common_components": -1},
+            ValueError,
+            "common_components must be an integer >= 0",
+        ),
         ({"scored_pairs": "missing.csv"}, FileNotFoundError, "scored_pairs file 'missing.csv'"),
         ({"scored_pairs": "PAIRS", "cosent_weight": 0}, ValueError, "nothing to train"),
         ({"texts": "TEXTS"}, ValueError, "texts are distillation data: give a teacher"),
@@ -448,12 +491,14 @@ def test_llmvec_train_static_end_to_end(
     arguments = ["train", "static", str(pairs), "--model", str(static_model), "-o", str(output)]
     arguments += ["--max-steps", "4", "--batch-size", "8", "--dim", "8", "--matryoshka-dims", "4,8"]
     arguments += ["--binary", "--max-length", "16", "--eval-fraction", "0.25", "--no-progress"]
+    arguments += ["--common-components", "1"]
     assert main(arguments) == 0
     assert f"trained static model in {output}" in capsys.readouterr().out
     assert Encoder(str(output), backend="static").dim == 8
     options = json.loads((output / TRAINING_FILE).read_text(encoding="utf-8"))["options"]
     assert options["matryoshka_dims"] == [4, 8] and options["binary"] is True
     assert options["max_tokens"] == 16 and options["dev_fraction"] == 0.25
+    assert options["common_components"] == 1
 
 
 def test_llmvec_train_static_on_scored_pairs_alone(

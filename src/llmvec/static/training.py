@@ -29,6 +29,7 @@ from llmvec.backends.static_means import TokenMeans
 from llmvec.encoder import Encoder
 from llmvec.evaluation import retrieval_metrics
 from llmvec.static.codebook import principal_components, write_static_model
+from llmvec.static.common_components import common_directions
 from llmvec.static.embedder import DISTILLATION_LOSSES, StaticEmbedder, StaticObjective
 from llmvec.static.training_config import StaticTrainingConfig
 from llmvec.training.data import dev_split, load_scored_pairs, load_texts, load_triplets
@@ -226,6 +227,19 @@ class StaticRun:
         }
         return {"loss": loss, **retrieval_metrics(run, data.qrels, k=DEV_K)}
 
+    def remove_common_components(self) -> None:
+        """Project the configured number of common directions (SIF) of every training text's
+        vector out of the module's projection: every vector loses them, and so does the folded
+        table written at the end."""
+        count = self.config.common_components
+        texts = list(self.collator.texts.index)
+        directions = torch.from_numpy(common_directions(self.vectors(texts), count))
+        keep = torch.eye(self.embedder.dim, dtype=torch.float64) - directions.T @ directions
+        projection = self.embedder.projection
+        with torch.no_grad():
+            projection.copy_((keep.to(projection.device) @ projection.double()).float())
+        self.record["common_components"] = {"count": count, "texts": len(texts)}
+
     def train(self) -> Path:
         """Train, fold the module into one table and write the folder (with ``training.json``)."""
         config = self.config
@@ -244,6 +258,8 @@ class StaticRun:
         self.objective.eval()
         self.record["steps"] = trainer.state.global_step
         self.record["final_loss"] = float(result.training_loss)
+        if config.common_components:
+            self.remove_common_components()
         if self.dev_rows is not None:
             self.record["dev_after"] = self.dev_score()
         self.record["seconds"] = round(time.monotonic() - started, 3)
@@ -317,6 +333,11 @@ def prepare_static(config: StaticTrainingConfig) -> StaticRun:
     if scored_rows is not None:
         every += [*scored_rows["sentence1"], *scored_rows["sentence2"]]
     texts = TokenizedTexts.build(means, every, config.max_tokens)
+    if config.common_components > len(texts.index):
+        raise ValueError(
+            f"common_components {config.common_components} exceeds the {len(texts.index)} "
+            "distinct training texts it is fitted on"
+        )
     teacher = _teacher_vectors(config, list(texts.index)) if config.distils else None
     embedder = StaticEmbedder(
         torch.from_numpy(table),

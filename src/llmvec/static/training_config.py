@@ -15,6 +15,8 @@ from llmvec.training.losses import DEFAULT_TEMPERATURE
 from llmvec.validation import known_options
 
 DEFAULT_STATIC_MODEL = "wordllama"
+#: Integer options for which 0 is a value, not a mistake.
+_MAY_BE_ZERO = ("seed", "common_components")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class StaticTrainingConfig:
             PCA'd to the student's width, as tokenlearn trains).
         max_tokens: tokens pooled per text, as inference pools them (``Encoder(max_length=...)``).
         dev_fraction: share of the pairs' queries held out, scored before and after training.
+        common_components: after training, this many common directions (SIF) of the vectors
+            of every training text are projected out of the model (0: none; see
+            :func:`~llmvec.static.remove_common_components`); the dev score after training is
+            taken after it.
     """
 
     output: str
@@ -65,6 +71,7 @@ class StaticTrainingConfig:
     seed: int = 42
     max_tokens: int = 512
     dev_fraction: float = 0.0
+    common_components: int = 0
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -87,6 +94,11 @@ class StaticTrainingConfig:
         table_dim = codebook_dim(locate(self.model))
         if self.dim is not None and self.dim > table_dim:
             raise ValueError(f"dim {self.dim} exceeds the dimension {table_dim} of {self.model!r}")
+        if self.common_components >= (self.dim or table_dim):
+            raise ValueError(
+                f"common_components {self.common_components} must be less than the output "
+                f"dimension {self.dim or table_dim}"
+            )
         too_large = [dim for dim in self.matryoshka_dims if dim > (self.dim or table_dim)]
         if too_large:
             raise ValueError(
@@ -94,8 +106,8 @@ class StaticTrainingConfig:
             )
 
     def _check_numbers(self) -> None:
-        for name in ("batch_size", "max_tokens", "seed"):
-            _integer(name, getattr(self, name), minimum=0 if name == "seed" else 1)
+        for name in ("batch_size", "max_tokens", "seed", "common_components"):
+            _integer(name, getattr(self, name), minimum=0 if name in _MAY_BE_ZERO else 1)
         for name in ("dim", "max_steps"):
             if getattr(self, name) is not None:
                 _integer(name, getattr(self, name), minimum=1)

@@ -38,6 +38,7 @@ _STATIC_ONLY = (
     "distill_loss",
     "distill_weight",
     "contrastive_weight",
+    "common_components",
 )
 #: Flags not named ``--`` followed by their destination with dashes.
 _FLAG_NAMES = {
@@ -184,6 +185,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     static.add_argument("--distill-weight", type=float, default=keep, help="1.0")
     static.add_argument("--contrastive-weight", type=float, default=keep, help="1.0")
+    static.add_argument(
+        "--common-components",
+        type=int,
+        default=keep,
+        help="after training, project out this many common directions (SIF) of the training "
+        "texts' vectors (0; benchmarks/static_training.py chose 5 on STS-B dev)",
+    )
 
 
 def train_from_args(args: argparse.Namespace) -> Path:
