@@ -123,6 +123,40 @@ def test_gguf_loads_from_its_dense_copy_with_the_files_weights_and_tokens(
 
 
 @pytest.mark.slow
+def test_a_gguf_conversion_parses_the_file_once_and_keeps_its_weights_and_tokens(
+    smollm2: Encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers parses a GGUF file four times in one conversion (config, weights, the
+    tokenizer twice); `gguf_as_folder` shares one reader, and writes what the session's copy
+    holds (itself compared with transformers' own load above)."""
+    import gguf
+    from gguf.gguf_reader import GGUFReader
+    from transformers import AutoModel, AutoTokenizer
+
+    from llmvec.models import gguf_as_folder
+
+    parsed: list[object] = []
+    parse = GGUFReader.__init__
+
+    def counted(self: GGUFReader, *args: object, **kwargs: object) -> None:
+        parsed.append(args[0])
+        parse(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GGUFReader, "__init__", counted)
+    folder = gguf_as_folder(resolve_model("smollm2"), cache=tmp_path)
+    assert len(parsed) == 1
+    assert gguf.GGUFReader is GGUFReader  # the shared reader was only for the conversion
+    converted = AutoModel.from_pretrained(folder, dtype=torch.float32).state_dict()
+    weights = smollm2.backend.model.state_dict()  # type: ignore[attr-defined]
+    assert set(weights) <= set(converted)
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, converted[name]), name
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    for text in [*SENTENCES, "naïve café 日本語 😀"]:
+        assert tokenizer(text)["input_ids"] == smollm2.backend.tokenizer(text)["input_ids"]
+
+
+@pytest.mark.slow
 def test_gguf_loads_as_a_dense_model_without_the_packed_weights_warning() -> None:
     # transformers warns that bfloat16 casts every matmul of packed GGUF weights; llmvec asks
     # for the weights unpacked, so the warning would be false (and the layers must be plain).

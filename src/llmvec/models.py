@@ -240,10 +240,11 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
 
     logger.info("converting %s to a safetensors folder in %s (once)", location.gguf_file, folder)
     directory, name = location.name_or_path, location.gguf_file
-    with _no_progress_bars():
+    with _no_progress_bars(), _gguf_parsed_once():
         loaded = AutoModelForCausalLM.from_pretrained(
             directory, dtype=torch.float32, **gguf_dense_kwargs(name)
         )
+        tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -252,12 +253,36 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
     # Written beside the final folder, then renamed: concurrent conversions never see half a model.
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     rebuilt.save_pretrained(partial)
-    AutoTokenizer.from_pretrained(directory, gguf_file=name).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
     try:
         partial.rename(folder)
     except OSError:  # another process finished first
         shutil.rmtree(partial, ignore_errors=True)
     return folder
+
+
+@contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Each GGUF file parsed once: transformers builds a new ``gguf.GGUFReader`` for the config,
+    again for the weights, and twice for the tokenizer, and a reader parses every metadata entry
+    one array element at a time (Gemma 3's 262,144-token vocabulary: about 25 s a parse on 2
+    cores). The readers are only read, so one per file serves every step of a conversion."""
+    import gguf
+
+    built = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+        key = (os.path.realpath(path), mode)
+        if key not in readers:
+            readers[key] = built(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = built
 
 
 @contextmanager
