@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -272,17 +272,17 @@ def _gguf_parsed_once() -> Iterator[None]:
     built = gguf.GGUFReader
     readers: dict[tuple[str, str], Any] = {}
 
-    def reader(path: str | os.PathLike[str], mode: str = "r") -> Any:
+    def reader(path: str | os.PathLike[str], mode: Literal["r", "r+", "c"] = "r") -> Any:
         key = (os.path.realpath(path), mode)
         if key not in readers:
             readers[key] = built(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = reader
+    gguf.GGUFReader = reader  # type: ignore[misc,assignment]
     try:
         yield
     finally:
-        gguf.GGUFReader = built
+        gguf.GGUFReader = built  # type: ignore[misc]
 
 
 @contextmanager
