@@ -29,7 +29,7 @@ from llmvec.backends.static_means import TokenMeans
 from llmvec.encoder import Encoder
 from llmvec.evaluation import retrieval_metrics
 from llmvec.static.codebook import principal_components, write_static_model
-from llmvec.static.common_components import common_directions
+from llmvec.static.common_components import common_directions, without_directions
 from llmvec.static.embedder import DISTILLATION_LOSSES, StaticEmbedder, StaticObjective
 from llmvec.static.training_config import StaticTrainingConfig
 from llmvec.training.data import dev_split, load_scored_pairs, load_texts, load_triplets
@@ -233,11 +233,12 @@ class StaticRun:
         table written at the end."""
         count = self.config.common_components
         texts = list(self.collator.texts.index)
-        directions = torch.from_numpy(common_directions(self.vectors(texts), count))
-        keep = torch.eye(self.embedder.dim, dtype=torch.float64) - directions.T @ directions
+        directions = common_directions(self.vectors(texts), count)
+        # Each input dimension's column of the projection loses its part along the directions.
         projection = self.embedder.projection
+        columns = without_directions(projection.detach().cpu().numpy().T, directions)
         with torch.no_grad():
-            projection.copy_((keep.to(projection.device) @ projection.double()).float())
+            projection.copy_(torch.from_numpy(columns.T.copy()).to(projection.device))
         self.record["common_components"] = {"count": count, "texts": len(texts)}
 
     def train(self) -> Path:

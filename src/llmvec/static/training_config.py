@@ -94,15 +94,16 @@ class StaticTrainingConfig:
         table_dim = codebook_dim(locate(self.model))
         if self.dim is not None and self.dim > table_dim:
             raise ValueError(f"dim {self.dim} exceeds the dimension {table_dim} of {self.model!r}")
-        if self.common_components >= (self.dim or table_dim):
+        output_dim = self.dim or table_dim
+        if self.common_components >= output_dim:
             raise ValueError(
                 f"common_components {self.common_components} must be less than the output "
-                f"dimension {self.dim or table_dim}"
+                f"dimension {output_dim}"
             )
-        too_large = [dim for dim in self.matryoshka_dims if dim > (self.dim or table_dim)]
+        too_large = [dim for dim in self.matryoshka_dims if dim > output_dim]
         if too_large:
             raise ValueError(
-                f"matryoshka_dims {too_large} exceed the output dimension {self.dim or table_dim}"
+                f"matryoshka_dims {too_large} exceed the output dimension {output_dim}"
             )
 
     def _check_numbers(self) -> None:
