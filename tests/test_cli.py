@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,61 @@ def test_help_reads_well(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "qdrant+http://HOST:PORT/COLLECTION" in out and "--precision" in out
     assert "a new store: all-minilm-l6-v2" in re.sub(r"-\s+", "-", " ".join(out.split()))
+
+
+#: Run in a fresh interpreter: the command's exit code and which heavy modules it imported.
+_IMPORTS_OF_A_COMMAND = """
+import json, runpy, sys
+report_path = sys.argv[1]
+sys.argv = ["llmvec", *sys.argv[2:]]
+try:
+    runpy.run_module("llmvec.cli", run_name="__main__")
+    code = 0
+except SystemExit as exit_:
+    code = exit_.code
+heavy = [name for name in ("torch", "transformers") if name in sys.modules]
+with open(report_path, "w") as report:
+    json.dump({"code": code, "heavy": heavy}, report)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["index", "--help"],
+        ["train", "--help"],
+        ["search", "a query", "-k", "0"],
+        ["bench", "{texts}", "--texts", "0"],
+        ["bench", "{texts}", "--threads", "0"],
+    ],
+    ids=["help", "index-help", "train-help", "search-k-0", "bench-texts-0", "bench-threads-0"],
+)
+def test_help_and_bad_arguments_answer_before_torch_is_imported(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    """The parser and its checks import neither torch nor transformers (seconds on 2 cores)."""
+    report, texts = tmp_path / "report.json", tmp_path / "texts.txt"
+    texts.write_text("one text\n")
+    arguments = [argument.format(texts=texts) for argument in argv]
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_OF_A_COMMAND, str(report), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    outcome = json.loads(report.read_text())
+    assert outcome["code"] == (0 if "--help" in argv else 2), result.stderr
+    if "--help" not in argv:
+        assert "must be a positive integer, got 0" in result.stderr, result.stderr
+    assert outcome["heavy"] == [], f"{argv} imported {outcome['heavy']}"
+
+
+def test_the_public_names_load_on_first_use() -> None:
+    assert sorted(llmvec.__all__) == sorted([*llmvec._PUBLIC, "__version__"])
+    for name in llmvec._PUBLIC:
+        value = getattr(llmvec, name)
+        assert isinstance(value, dict) if name.isupper() else value.__name__ == name, name
 
 
 def test_backend_options_reach_the_encoder(tiny_llama: Path) -> None:

@@ -27,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from llmvec.backends import Backend
+from llmvec.choices import BENCH_PEERS
 from llmvec.compress import normalize
 from llmvec.encoder import Encoder
 from llmvec.encoding.templates import template_name
@@ -255,10 +256,10 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
 
 
 #: Peer name -> a function that sets the peer up for an encoder's recipe and batch size.
-PEERS: dict[str, Callable[[Encoder, int], Peer]] = {
-    "llemb": _llemb,
-    "sentence-transformers": _sentence_transformers,
-}
+#: The peers by their names in :data:`llmvec.choices.BENCH_PEERS`.
+PEERS: dict[str, Callable[[Encoder, int], Peer]] = dict(
+    zip(BENCH_PEERS, (_llemb, _sentence_transformers), strict=True)
+)
 
 
 def _version(distribution: str) -> str:

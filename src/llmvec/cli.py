@@ -10,6 +10,7 @@ import argparse
 import codecs
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,9 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmvec import __version__
-from llmvec.backends import BACKENDS, QUANTIZATION_MODES
+from llmvec.choices import (
+    BACKENDS,
+    BENCH_PEERS,
+    DEFAULT_EXCLUDED_TOKENS,
+    DEFAULT_SIF_COEFFICIENT,
+    QUANTIZATION_MODES,
+    TOKEN_POOLING_METHODS,
+)
 from llmvec.compress import PRECISIONS
-from llmvec.encoding.pooling import TOKEN_POOLING_METHODS
 from llmvec.index.stores import (
     ALL_STORE_PRECISIONS,
     STORE_PRECISIONS,
@@ -30,7 +37,6 @@ from llmvec.index.stores import (
 )
 from llmvec.models import DEFAULT_INDEX_MODEL, DEFAULT_MODEL
 from llmvec.serving.command import add_serve_arguments, serve_from_args
-from llmvec.static.distillation import DEFAULT_EXCLUDED_TOKENS, DEFAULT_SIF_COEFFICIENT
 from llmvec.store_commands import (
     JSON_SCHEMA,
     describe,
@@ -847,13 +853,11 @@ def run_eval(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- bench
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from llmvec.bench import PEERS
-
     parser.add_argument("file", type=Path, help="text file, one text per line")
     parser.add_argument("--texts", type=int, metavar="N", help="use the first N texts (all)")
     parser.add_argument(
         "--compare",
-        choices=sorted(PEERS),
+        choices=sorted(BENCH_PEERS),
         help="also run this library on the same texts and model, taking turns, and print the "
         "speed ratio and the cosine between the two libraries' vectors",
     )
@@ -868,6 +872,9 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Time the encoder (and a peer) on a text file; print rates, memory and matmul fraction."""
+    for option in ("texts", "threads"):
+        if getattr(args, option) is not None:
+            check_positive(f"--{option}", getattr(args, option))
     import torch
 
     from llmvec.bench import read_texts
@@ -875,7 +882,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     texts = read_texts(args.file, args.texts)
     if args.threads is not None:
-        torch.set_num_threads(check_positive("--threads", args.threads))
+        torch.set_num_threads(args.threads)
     encoder = encoder_from_args(args)
     report = measure(
         encoder,
@@ -1137,6 +1144,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hide_transformers_bars() -> None:
+    """No weight-loading bars from transformers (they would bury the command's output), without
+    importing it: its own switch once it is loaded, else the environment switch it reads then."""
+    transformers_logging = sys.modules.get("transformers.utils.logging")
+    if transformers_logging is not None:
+        transformers_logging.disable_progress_bar()
+    else:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmvec`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -1145,10 +1162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        # transformers' own weight-loading bars would bury the command's output.
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+        _hide_transformers_bars()
     try:
         return int(args.run(args))
     except (ValueError, TypeError, ImportError, OSError) as error:

@@ -6,11 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmvec.backends.base import Backend, PooledBackend
-
-BACKENDS = ("transformers", "static", "vllm")
-#: The transformers backend's quantizations: bitsandbytes' 4-bit / 8-bit modes, and torch's
-#: dynamic int8 linear layers on the CPU.
-QUANTIZATION_MODES = ("4bit", "8bit", "int8")
+from llmvec.choices import BACKENDS, QUANTIZATION_MODES
 
 
 def load_backend(name: str, model: str, **kwargs: Any) -> Backend | PooledBackend:

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-#: Poolings of the token states alone, which need no learned weights.
-TOKEN_POOLING_METHODS = ("mean", "weighted_mean", "last_token", "eos_token", "first_token")
-#: ``latent_attention`` is a learned head (NV-Embed) that the encoder owns and passes to its
-#: :data:`POOLERS` entry; see :mod:`llmvec.encoding.latent_attention`.
-POOLING_METHODS = (*TOKEN_POOLING_METHODS, "latent_attention")
+# The names of the poolings below; ``latent_attention``'s head is owned by the encoder, which
+# passes it to its :data:`POOLERS` entry.
+from llmvec.choices import POOLING_METHODS
 
 
 def _masked(hidden: torch.Tensor, pool_mask: torch.Tensor) -> torch.Tensor:

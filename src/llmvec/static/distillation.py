@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from llmvec.backends.base import TokenizedText
+from llmvec.choices import DEFAULT_EXCLUDED_TOKENS, DEFAULT_SIF_COEFFICIENT
 from llmvec.encoder import Encoder
 from llmvec.static.codebook import (
     check_static_output,
@@ -32,11 +33,6 @@ logger = logging.getLogger(__name__)
 
 #: Two one-token texts whose inputs differ in the text's position only.
 _PROBES = ("a", "b")
-#: model2vec's default SIF coefficient.
-DEFAULT_SIF_COEFFICIENT = 1e-4
-#: Tokens left out by default (model2vec's default too): BERT's never-trained ``[unusedN]``
-#: placeholders, outliers that would skew the PCA.
-DEFAULT_EXCLUDED_TOKENS = r"\[unused\d+\]"
 
 
 def token_slot(
