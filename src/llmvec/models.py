@@ -226,8 +226,8 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
     fingerprint. Every engine loads GGUF models from it: reading it takes seconds, where
     de-quantizing the file takes half a minute (SmolLM2 on 2 cores), and vLLM cannot read GGUF.
 
-    transformers de-quantizes GGUF on load, but cannot ``save_pretrained`` such a model, so the
-    weights move into a model rebuilt from the same config without the GGUF quantization entry.
+    transformers de-quantizes GGUF on load, and its GGUF quantizer then refuses
+    ``save_pretrained``; the weights are dense already, so the quantizer's entry is removed first.
     """
     if location.gguf_file is None:
         raise ValueError(f"{location.name_or_path!r} is not a GGUF file")
@@ -245,14 +245,12 @@ def gguf_as_folder(location: ModelLocation, cache: Path | None = None) -> Path:
             directory, dtype=torch.float32, **gguf_dense_kwargs(name)
         )
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    rebuilt.load_state_dict(loaded.state_dict())
+    quantizer = getattr(loaded, "hf_quantizer", None)
+    if quantizer is not None:  # transformers 5.19+, loaded with GgufConfig(dequantize=True)
+        quantizer.remove_quantization_config(loaded)
     # Written beside the final folder, then renamed: concurrent conversions never see half a model.
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    rebuilt.save_pretrained(partial)
+    loaded.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     try:
         partial.rename(folder)
