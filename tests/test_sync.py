@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llmvec import Encoder
+from llmvec import Encoder, cli
 from llmvec.index.base import BaseIndex
 from llmvec.index.stores import create_store, finish_store, open_store, parse_store
 from llmvec.spec import EmbeddingSpec
@@ -281,8 +281,9 @@ def test_a_killed_run_is_completed_by_the_next(tmp_path: Path, tiny_llama: Path,
         # An embedded-mode folder is signed when llmvec closes it: a killed run leaves it
         # unsigned, and opening it again takes the user's word (see test_store_safety.py).
         arguments.append("--trust-store")
-    # A first full build, then changes, then runs killed at several points of the next one.
-    assert subprocess.run([sys.executable, "-m", "llmvec.cli", *arguments]).returncode == 0
+    # A first full build, then changes, then runs killed at several points of the next one (in
+    # their own processes); the build and the run that finishes the job run in this one.
+    assert cli.main(arguments) == 0
     (docs / "tides.txt").write_text("Tides follow the Moon. " * 3)
     (docs / "new.md").write_text("# New\n\nA new file with a few words in it.\n\n" * 4)
     (docs / "bees.md").unlink()
@@ -294,7 +295,6 @@ def test_a_killed_run_is_completed_by_the_next(tmp_path: Path, tiny_llama: Path,
             capture_output=True,
         )
         assert killed.returncode in (-signal.SIGKILL, 0), killed.stderr.decode()[-2000:]
-    done = subprocess.run([sys.executable, "-m", "llmvec.cli", *arguments], capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert cli.main(arguments) == 0
     encoder = Encoder(str(tiny_llama), dtype="float32")
     _assert_same(_contents(kind, path), _fresh(kind, tmp_path, encoder, docs))

@@ -54,7 +54,7 @@ def test_sigkill_then_resume_ends_at_the_uninterrupted_weights(
     tiny_llama: Path, triplets: Path, tmp_path: Path
 ) -> None:
     # Dropout on and length-grouped batches: the resumed run must replay both.
-    options = ("--batch-size", "8", "--max-steps", "60", "--save-steps", "5")
+    options = ("--batch-size", "8", "--max-steps", "30", "--save-steps", "5")
     options += ("--lora-dropout", "0.1")
     env = _environment()
     subprocess.run(_command(tiny_llama, triplets, tmp_path / "full", *options), env=env, check=True)

@@ -143,14 +143,14 @@ def test_faiss_shards_merge_into_the_single_process_index(
     tmp_path: Path, minilm: Encoder, sentences: list[str], reference: np.ndarray
 ) -> None:
     shards = write_faiss_shards(
-        corpus(sentences), MODEL, tmp_path / "shards", shard_size=500, concurrency=2
+        corpus(sentences), MODEL, tmp_path / "shards", shard_size=150, concurrency=2
     )
     assert len(shards) >= 4
     merged = merge(shards)
     single = FaissIndex(minilm)
     single.add(sentences, ids=list(range(len(sentences))))
     assert merged.spec == single.spec and len(merged) == len(single) == len(sentences)
-    queries = reference[::200]
+    queries = reference[::100]
     for got, want in zip(merged.search(queries, k=5), single.search(queries, k=5), strict=True):
         assert [hit.score for hit in got] == pytest.approx([hit.score for hit in want], abs=1e-4)
         # STS-B repeats some sentences: equal texts tie, in either order of their ids.
