@@ -255,8 +255,8 @@ def _sentence_transformers(encoder: Encoder, batch_size: int) -> Peer:
     )
 
 
-#: Peer name -> a function that sets the peer up for an encoder's recipe and batch size.
-#: The peers by their names in :data:`llmvec.choices.BENCH_PEERS`.
+#: Peer name (:data:`llmvec.choices.BENCH_PEERS`) -> a function that sets the peer up for an
+#: encoder's recipe and batch size.
 PEERS: dict[str, Callable[[Encoder, int], Peer]] = dict(
     zip(BENCH_PEERS, (_llemb, _sentence_transformers), strict=True)
 )

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-# The names of the poolings below; ``latent_attention``'s head is owned by the encoder, which
-# passes it to its :data:`POOLERS` entry.
+# POOLING_METHODS names the poolings below; ``latent_attention``'s head is owned by the encoder,
+# which passes it to its :data:`POOLERS` entry.
 from llmvec.choices import POOLING_METHODS
 
 
